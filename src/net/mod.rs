@@ -1,0 +1,11 @@
+//! UDP sockets and datagram routing: the only code doing network I/O.
+//!
+//! Each worker owns one UDP socket shared by all transports of its rooms. A datagram
+//! is routed by its source address once that address has been validated by an
+//! authenticated STUN binding request; before that only a STUN binding request whose
+//! USERNAME names a known local ufrag and whose MESSAGE-INTEGRITY verifies with that
+//! transport's password is routed. Anything else is dropped without allocating.
+
+pub mod routes;
+pub mod socket;
+pub mod stun;

@@ -1,0 +1,315 @@
+//! The media path inside a room: driving each transport's `Rtc`, forwarding a
+//! producer's RTP to its consumers (rewritten per consumer), relaying keyframe
+//! requests upstream with throttling, and closing dead transports.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use str0m::media::KeyframeRequestKind;
+use str0m::rtp::RtpPacket;
+
+use super::{Demux, PKey, Room, TKey};
+use crate::media::{keyframe, MediaEvent, Tx};
+
+/// Keyframe requests toward a producer: at most one per this interval (mediasoup: 1/s).
+pub const KEYFRAME_THROTTLE: Duration = Duration::from_secs(1);
+
+/// The private MID of a consumer's stream in its transport's `Rtc`.
+pub fn consumer_mid(id: u64) -> String {
+    format!("c{id}")
+}
+
+fn consumer_id_of_mid(mid: &str) -> Option<u64> {
+    mid.strip_prefix('c')?.parse().ok()
+}
+
+/// Per-consumer rewriting of sequence numbers and timestamps: continuous across
+/// pause/resume, producer changes and layer switches.
+#[derive(Debug, Clone, Default)]
+pub struct ConsumerForwarding {
+    started: bool,
+    /// out_seq = in_seq + seq_delta (extended numbers).
+    seq_delta: i64,
+    /// out_ts = in_ts + ts_delta (wrapping).
+    ts_delta: u32,
+    last_out_seq: u64,
+    last_out_ts: u32,
+    last_wallclock: Option<Instant>,
+    /// The next packet re-bases the offsets to continue after the last one sent.
+    resync: bool,
+    /// Extended input sequence number the current offsets were based on.
+    base_in_seq: u64,
+    /// Simulcast: the encoding currently forwarded.
+    pub layer: Option<u32>,
+}
+
+impl ConsumerForwarding {
+    /// The source's numbering changes (new SSRCs, layer switch): re-base.
+    pub fn source_changed(&mut self) {
+        if self.started {
+            self.resync = true;
+        }
+    }
+
+    /// After a pause: re-base so the browser sees no gap.
+    pub fn resumed(&mut self) {
+        self.source_changed();
+    }
+
+    /// Output (seq, ts) for an input packet; `None` drops it (older than the base).
+    pub fn rewrite(&mut self, in_seq: u64, in_ts: u32, wallclock: Instant, clock_rate: u32) -> Option<(u64, u32)> {
+        if !self.started || self.resync {
+            let (out_seq, out_ts) = if !self.started {
+                // The first packet must be below 65536 (SRTP ROC 0, str0m-notes gotcha 3).
+                (1000 + (in_seq % 1000), in_ts)
+            } else {
+                let elapsed = self.last_wallclock.map(|w| wallclock.saturating_duration_since(w)).unwrap_or_default();
+                let step = ((elapsed.as_secs_f64() * clock_rate as f64) as u32).max(1);
+                (self.last_out_seq + 1, self.last_out_ts.wrapping_add(step))
+            };
+            self.seq_delta = out_seq as i64 - in_seq as i64;
+            self.ts_delta = out_ts.wrapping_sub(in_ts);
+            self.base_in_seq = in_seq;
+            self.started = true;
+            self.resync = false;
+        } else if in_seq < self.base_in_seq {
+            return None;
+        }
+        let out_seq = (in_seq as i64 + self.seq_delta) as u64;
+        let out_ts = in_ts.wrapping_add(self.ts_delta);
+        if out_seq > self.last_out_seq || self.last_wallclock.is_none() {
+            self.last_out_seq = out_seq;
+            self.last_out_ts = out_ts;
+            self.last_wallclock = Some(wallclock);
+        }
+        Some((out_seq, out_ts))
+    }
+}
+
+impl Room {
+    /// Feed a transport a datagram (or a tick) and act on what it reports.
+    pub(crate) fn drive_transport(&mut self, now: Instant, tkey: TKey, input: Option<(SocketAddr, SocketAddr, &[u8])>, tx: &mut Tx) {
+        let mut evs = Vec::new();
+        {
+            let Some(t) = self.transports.get_mut(&tkey) else { return };
+            t.media.handle_input(now, input.map(|(s, _, d)| (s, d)), &mut evs, tx);
+        }
+        let mut dead: Option<String> = None;
+        for ev in evs {
+            match ev {
+                MediaEvent::Connected => self.on_connected(now, tkey),
+                MediaEvent::RemoteAddr(a) => self.demux.push(Demux::AddAddr(a, tkey)),
+                MediaEvent::Rtp(p) => self.forward(now, tkey, p, tx),
+                MediaEvent::KeyframeRequest { mid, kind } => {
+                    if let Some(cid) = consumer_id_of_mid(&mid) {
+                        if let Some(c) = self.consumers.get_mut(&cid) {
+                            match kind {
+                                KeyframeRequestKind::Fir => c.counters.firs += 1,
+                                _ => c.counters.plis += 1,
+                            }
+                            let pk = c.producer;
+                            self.request_keyframe_upstream(now, pk, false);
+                        }
+                    }
+                }
+                MediaEvent::Ingress(s) => {
+                    if let Some(p) = self.producers.values_mut().find(|p| p.transport == tkey && *s.mid == *p.mid) {
+                        p.counters.nacks = s.nacks;
+                        p.counters.plis = s.plis;
+                        p.counters.firs = s.firs;
+                        p.counters.loss = s.loss;
+                        p.counters.jitter = Some(s.jitter);
+                        p.counters.rtt_ms = s.rtt.map(|d| d.as_secs_f64() * 1000.0);
+                    }
+                }
+                MediaEvent::Egress(s) => {
+                    if let Some(c) = consumer_id_of_mid(&s.mid).and_then(|id| self.consumers.get_mut(&id)) {
+                        c.counters.nacks = s.nacks;
+                        c.counters.loss = s.loss;
+                        c.counters.rtt_ms = s.rtt.map(|d| d.as_secs_f64() * 1000.0);
+                        c.counters.jitter = s.remote.map(|r| r.jitter);
+                    }
+                }
+                MediaEvent::Dead(reason) => dead = Some(reason),
+            }
+        }
+        if let Some(reason) = dead {
+            self.transport_died(now, tkey, &reason);
+        }
+    }
+
+    fn on_connected(&mut self, now: Instant, tkey: TKey) {
+        // Consumers enabled before the transport connected need a keyframe now.
+        let Some(t) = self.transports.get(&tkey) else { return };
+        let producers: Vec<PKey> = t.consumers.iter().filter_map(|c| self.consumers.get(c)).map(|c| c.producer).collect();
+        for pk in producers {
+            self.request_keyframe_upstream(now, pk, false);
+        }
+    }
+
+    pub(crate) fn transport_died(&mut self, now: Instant, tkey: TKey, reason: &str) {
+        let Some(t) = self.transports.get(&tkey) else { return };
+        let (peer, id) = (t.peer.clone(), t.id);
+        self.host_event(&peer, json!({"event": "transportClosed", "id": id, "reason": reason}));
+        self.close_transport(now, tkey, true);
+    }
+
+    /// Ask the producer's browser for a keyframe (video), at most once per
+    /// `KEYFRAME_THROTTLE`; a throttled request is sent when the interval ends.
+    pub(crate) fn request_keyframe_upstream(&mut self, now: Instant, pkey: PKey, force: bool) {
+        let Some(p) = self.producers.get_mut(&pkey) else { return };
+        if p.kind != super::codecs::Kind::Video {
+            return;
+        }
+        if !force && p.last_keyframe_request.is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_THROTTLE) {
+            p.keyframe_pending = true;
+            return;
+        }
+        p.last_keyframe_request = Some(now);
+        p.keyframe_pending = false;
+        let ssrcs: Vec<u32> = p.mapping.encodings.iter().filter_map(|e| e.ssrc).collect();
+        if let Some(t) = self.transports.get_mut(&p.transport) {
+            for s in ssrcs {
+                t.media.request_keyframe(now, s, KeyframeRequestKind::Pli);
+            }
+        }
+    }
+
+    /// Throttled keyframe requests whose interval has ended.
+    pub(crate) fn send_pending_keyframe_requests(&mut self, now: Instant) {
+        let due: Vec<PKey> = self
+            .producers
+            .iter()
+            .filter(|(_, p)| {
+                p.keyframe_pending && p.last_keyframe_request.is_none_or(|t| now.saturating_duration_since(t) >= KEYFRAME_THROTTLE)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for pk in due {
+            self.request_keyframe_upstream(now, pk, false);
+        }
+    }
+
+    /// The earliest pending keyframe request.
+    pub(crate) fn next_keyframe_deadline(&self) -> Option<Instant> {
+        self.producers
+            .values()
+            .filter(|p| p.keyframe_pending)
+            .filter_map(|p| p.last_keyframe_request.map(|t| t + KEYFRAME_THROTTLE))
+            .min()
+    }
+
+    /// Transmits queued by control-plane calls (keyframe requests, DTLS start...).
+    pub fn flush(&mut self, tx: &mut Tx) {
+        for t in self.transports.values_mut() {
+            t.media.flush(tx);
+        }
+    }
+
+    /// Forward one producer packet to every consumer that should get it.
+    fn forward(&mut self, now: Instant, tkey: TKey, pkt: RtpPacket, tx: &mut Tx) {
+        let ssrc = *pkt.header.ssrc;
+        let Some(t) = self.transports.get(&tkey) else { return };
+        let found = t.producers.iter().copied().find_map(|pk| {
+            let p = &self.producers[&pk];
+            p.mapping
+                .encodings
+                .iter()
+                .position(|e| e.ssrc == Some(ssrc))
+                .map(|i| (pk, i as u32))
+                .or_else(|| (pkt.header.ext_vals.mid.is_some_and(|m| *m == *p.mid)).then_some((pk, 0)))
+        });
+        let Some((pkey, layer)) = found else { return };
+        let Room { producers, consumers, transports, caps, .. } = self;
+        let p = producers.get_mut(&pkey).expect("found");
+        p.counters.packets += 1;
+        p.counters.bytes += pkt.payload.len() as u64;
+        if p.paused {
+            return;
+        }
+        let Some((mut room_pt, is_rtx)) = p.mapping.room_pt(*pkt.header.payload_type) else { return };
+        if is_rtx {
+            // str0m unwrapped an RTX packet recognised by its SSRC.
+            match p.mapping.codecs.iter().find(|m| m.room_rtx_pt == Some(room_pt)) {
+                Some(m) => room_pt = m.room_pt,
+                None => return,
+            }
+        }
+        let Some(codec) = caps.codec_by_pt(room_pt) else { return };
+        let clock_rate = codec.clock_rate;
+        let simulcast = p.mapping.encodings.len() > 1;
+        let keyframe = simulcast && keyframe::is_keyframe(&codec.name, &pkt.payload);
+        let layer_profile = p.mapping.encodings.get(layer as usize).and_then(|e| e.profile.clone());
+        let mut ext = pkt.header.ext_vals.clone();
+        ext.transport_cc = None;
+        ext.mid = None;
+        ext.rid = None;
+        ext.rid_repair = None;
+        for cid in &p.consumers {
+            let Some(c) = consumers.get_mut(cid) else { continue };
+            let Some(ctk) = c.transport else { continue };
+            if c.remote_paused || !c.params.media_pts.contains(&room_pt) {
+                continue;
+            }
+            if simulcast {
+                let want = c.effective_profile.as_deref();
+                let is_target = layer_profile.as_deref() == want || (want == Some("default") && c.fwd.layer.is_none());
+                match c.fwd.layer {
+                    Some(l) if l == layer => {}
+                    _ if is_target && (keyframe || c.fwd.layer.is_none()) => {
+                        c.fwd.layer = Some(layer);
+                        c.fwd.source_changed();
+                    }
+                    _ => continue,
+                }
+            }
+            let Some(ct) = transports.get_mut(&ctk) else { continue };
+            if !ct.media.is_connected() {
+                continue;
+            }
+            let Some((seq, ts)) = c.fwd.rewrite(*pkt.seq_no, pkt.header.timestamp, pkt.timestamp, clock_rate) else { continue };
+            let sent = ct.media.write_rtp(
+                now,
+                c.params.ssrc,
+                room_pt,
+                seq,
+                ts,
+                pkt.timestamp,
+                pkt.header.marker,
+                ext.clone(),
+                pkt.payload.clone(),
+                tx,
+            );
+            if sent {
+                c.counters.packets += 1;
+                c.counters.bytes += pkt.payload.len() as u64;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrite_starts_below_65536_and_stays_continuous_across_resync() {
+        let t0 = Instant::now();
+        let mut f = ConsumerForwarding::default();
+        let (s1, ts1) = f.rewrite(70_000, 5000, t0, 90000).unwrap();
+        assert!(s1 < 65536);
+        assert_eq!(ts1, 5000);
+        let (s2, _) = f.rewrite(70_001, 8000, t0, 90000).unwrap();
+        assert_eq!(s2, s1 + 1);
+        // older than the base: dropped
+        assert!(f.rewrite(69_999, 1, t0, 90000).is_none());
+        // pause, the source jumps, resume: continuous output
+        f.resumed();
+        let (s3, ts3) = f.rewrite(90_000, 123, t0 + Duration::from_millis(500), 90000).unwrap();
+        assert_eq!(s3, s2 + 1);
+        assert_eq!(ts3, 8000 + 45000);
+        let (s4, ts4) = f.rewrite(90_001, 3123, t0, 90000).unwrap();
+        assert_eq!((s4, ts4), (s3 + 1, ts3 + 3000));
+    }
+}

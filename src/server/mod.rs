@@ -1,0 +1,297 @@
+//! The runtime: worker threads that own rooms and sockets, and the notifier thread
+//! that calls the host back. Every thread is started and joined here.
+//!
+//! Threading contract (copied into the C header):
+//! * A room lives on one worker. All messages of a room are processed in order on
+//!   that worker, and everything it produces goes, in order, through one channel to
+//!   the notifier thread, which calls the host's callback. So callbacks never run
+//!   concurrently and arrive per peer in production order.
+//! * Calls from the host only validate, copy and enqueue (request/notify) or
+//!   enqueue and wait for the worker's answer (create/close room, close peer).
+
+mod notifier;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{JoinHandle, ThreadId};
+
+use crossbeam_channel::{bounded, unbounded, Sender};
+use parking_lot::Mutex;
+
+use crate::config::ServerConfig;
+use crate::error::SfuError;
+use crate::media::{cert, AnnouncedCandidate, MediaEnv};
+use crate::protocol;
+use crate::room::codecs::RoomCaps;
+use notifier::NotifierMsg;
+use worker::{Command, WorkerHandle};
+
+/// What a callback delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// The answer to a request (`request_id` is the host's id).
+    Response,
+    /// A message the host must deliver to the peer verbatim.
+    Notification,
+    /// A host-facing event (`{"event": ...}`): not for the client.
+    Host,
+}
+
+/// One callback invocation. Borrowed: copy what you keep.
+#[derive(Debug, Clone, Copy)]
+pub struct Event<'a> {
+    pub kind: EventKind,
+    pub room_id: &'a str,
+    pub peer_name: &'a str,
+    pub request_id: u64,
+    pub json: &'a str,
+}
+
+/// The host's callback. Runs on the notifier thread, never concurrently with itself.
+pub type EventSink = Box<dyn FnMut(Event<'_>) + Send>;
+
+pub(crate) struct Inner {
+    pub cfg: ServerConfig,
+    workers: Vec<WorkerHandle>,
+    /// room id -> worker index. Touched by control calls only, never per packet.
+    rooms: Mutex<HashMap<String, usize>>,
+    notify_tx: Sender<NotifierMsg>,
+    closed: AtomicBool,
+    notifier_thread: Mutex<Option<ThreadId>>,
+}
+
+/// An SFU server: worker threads, sockets, rooms.
+pub struct Server {
+    inner: Arc<Inner>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    notifier: Mutex<Option<JoinHandle<()>>>,
+    ports: Vec<u16>,
+}
+
+impl Server {
+    /// Start a server. `config_json`: `None` for defaults (see [`ServerConfig`]).
+    pub fn new(config_json: Option<&str>, sink: EventSink) -> Result<Server, SfuError> {
+        let cfg = ServerConfig::from_json(config_json)?;
+        crate::server::worker::set_log_level(cfg.log_level);
+        let cert = match (&cfg.dtls_certificate_file, &cfg.dtls_private_key_file) {
+            (Some(c), Some(k)) => cert::load(c, k)?,
+            _ => cert::generate()?,
+        };
+        let fingerprint = cert::fingerprint(&cert);
+        let (notify_tx, notify_rx) = unbounded::<NotifierMsg>();
+        let seed = crate::util::Rng::from_entropy().next_u64();
+        let mut sockets = Vec::new();
+        for i in 0..cfg.num_workers {
+            let s = crate::net::socket::bind_in_range(cfg.rtc_ipv4, cfg.rtc_min_port, cfg.rtc_max_port, seed + i as u64)
+                .map_err(|e| SfuError::Io(format!("binding a UDP socket on {}: {e}", cfg.rtc_ipv4)))?;
+            sockets.push(s);
+        }
+        let mut workers = Vec::new();
+        let mut starts = Vec::new();
+        let mut ports = Vec::new();
+        for (i, sock) in sockets.into_iter().enumerate() {
+            let port = sock.local_addr().map_err(|e| SfuError::Io(e.to_string()))?.port();
+            ports.push(port);
+            let announced = std::net::SocketAddr::from((cfg.announced_ip(), port));
+            let env = Arc::new(MediaEnv {
+                ice_addr: announced,
+                candidates: vec![AnnouncedCandidate { addr: announced, priority: 1_078_862_079 }],
+                cert: cert.clone(),
+                fingerprint: fingerprint.clone(),
+                max_message_size: cfg.max_message_size,
+                transport_timeout: std::time::Duration::from_secs_f64(cfg.transport_timeout_secs),
+            });
+            let (tx, rx) = unbounded::<Command>();
+            let waker = Arc::new(crate::net::socket::Waker::new().map_err(|e| SfuError::Io(e.to_string()))?);
+            workers.push(WorkerHandle { tx, waker: waker.clone() });
+            starts.push((i, sock, env, rx, waker));
+        }
+        let inner = Arc::new(Inner {
+            cfg,
+            workers,
+            rooms: Mutex::new(HashMap::new()),
+            notify_tx,
+            closed: AtomicBool::new(false),
+            notifier_thread: Mutex::new(None),
+        });
+        let mut threads = Vec::new();
+        for (i, sock, env, rx, waker) in starts {
+            let inner2 = inner.clone();
+            let h = std::thread::Builder::new()
+                .name(format!("sfu-worker-{i}"))
+                .spawn(move || worker::run(i, sock, env, rx, waker, inner2))
+                .map_err(|e| SfuError::Io(format!("spawning a worker: {e}")))?;
+            threads.push(h);
+        }
+        let inner2 = inner.clone();
+        let notifier = std::thread::Builder::new()
+            .name("sfu-notifier".into())
+            .spawn(move || notifier::run(notify_rx, sink, inner2))
+            .map_err(|e| SfuError::Io(format!("spawning the notifier: {e}")))?;
+        *inner.notifier_thread.lock() = Some(notifier.thread().id());
+        Ok(Server { inner, threads: Mutex::new(threads), notifier: Mutex::new(Some(notifier)), ports })
+    }
+
+    /// The UDP ports the workers listen on (one per worker).
+    pub fn ports(&self) -> &[u16] {
+        &self.ports
+    }
+
+    fn check_open(&self) -> Result<(), SfuError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(SfuError::ServerClosed);
+        }
+        Ok(())
+    }
+
+    /// Create a room (synchronous). `options_json`: `None` or `{"mediaCodecs": [...]}`.
+    pub fn create_room(&self, room_id: &str, options_json: Option<&str>) -> Result<(), SfuError> {
+        self.check_open()?;
+        if room_id.is_empty() {
+            return Err(SfuError::InvalidArgument("empty room id".into()));
+        }
+        let caps = RoomCaps::from_options(options_json).map_err(SfuError::InvalidArgument)?;
+        let widx = {
+            let mut rooms = self.inner.rooms.lock();
+            if rooms.contains_key(room_id) {
+                return Err(SfuError::RoomExists(room_id.into()));
+            }
+            // The worker with the fewest rooms.
+            let mut counts = vec![0usize; self.inner.workers.len()];
+            for w in rooms.values() {
+                counts[*w] += 1;
+            }
+            let widx = (0..counts.len()).min_by_key(|i| counts[*i]).unwrap_or(0);
+            rooms.insert(room_id.to_string(), widx);
+            widx
+        };
+        let (rtx, rrx) = bounded(1);
+        let sent = self.inner.workers[widx].send(Command::CreateRoom { id: room_id.to_string(), caps, reply: rtx });
+        let r = if sent { rrx.recv().unwrap_or(Err(SfuError::ServerClosed)) } else { Err(SfuError::ServerClosed) };
+        if r.is_err() {
+            self.inner.rooms.lock().remove(room_id);
+        }
+        r
+    }
+
+    fn worker_of(&self, room_id: &str) -> Option<usize> {
+        self.inner.rooms.lock().get(room_id).copied()
+    }
+
+    /// Close a room (synchronous): every peer gets `closed`.
+    pub fn close_room(&self, room_id: &str) -> Result<(), SfuError> {
+        self.check_open()?;
+        let w = self.inner.rooms.lock().remove(room_id).ok_or_else(|| SfuError::RoomNotFound(room_id.into()))?;
+        let (rtx, rrx) = bounded(1);
+        if self.inner.workers[w].send(Command::CloseRoom { id: room_id.to_string(), reply: Some(rtx) }) {
+            let _ = rrx.recv();
+        }
+        Ok(())
+    }
+
+    /// Close a peer (synchronous): `closed` to it, `peerClosed` to the others.
+    pub fn close_peer(&self, room_id: &str, peer: &str) -> Result<(), SfuError> {
+        self.check_open()?;
+        let w = self.worker_of(room_id).ok_or_else(|| SfuError::RoomNotFound(room_id.into()))?;
+        let (rtx, rrx) = bounded(1);
+        if !self.inner.workers[w].send(Command::ClosePeer { room: room_id.into(), peer: peer.into(), reply: rtx }) {
+            return Err(SfuError::ServerClosed);
+        }
+        match rrx.recv() {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(SfuError::PeerNotFound(peer.into())),
+            Err(_) => Err(SfuError::ServerClosed),
+        }
+    }
+
+    /// Enqueue a client request. Exactly one response follows through the sink.
+    pub fn request(&self, room_id: &str, peer: &str, request_id: u64, json: &[u8]) -> Result<(), SfuError> {
+        self.check_open()?;
+        let respond_err = |reason: &str| {
+            let _ = self.inner.notify_tx.send(NotifierMsg::event(
+                EventKind::Response,
+                room_id,
+                peer,
+                request_id,
+                protocol::error_response(reason),
+            ));
+        };
+        if json.len() > self.inner.cfg.max_message_size {
+            respond_err(&format!("message too large ({} bytes, limit {})", json.len(), self.inner.cfg.max_message_size));
+            return Ok(());
+        }
+        let Some(w) = self.worker_of(room_id) else {
+            respond_err("room not found");
+            return Ok(());
+        };
+        let cmd = Command::Request { room: room_id.into(), peer: peer.into(), request_id, bytes: json.to_vec() };
+        if !self.inner.workers[w].send(cmd) {
+            return Err(SfuError::ServerClosed);
+        }
+        Ok(())
+    }
+
+    /// Enqueue a client notification (no response).
+    pub fn notify(&self, room_id: &str, peer: &str, json: &[u8]) -> Result<(), SfuError> {
+        self.check_open()?;
+        if json.len() > self.inner.cfg.max_message_size {
+            let ev = serde_json::json!({"event": "notificationError", "method": null,
+                "error": format!("message too large ({} bytes, limit {})", json.len(), self.inner.cfg.max_message_size)});
+            let _ = self.inner.notify_tx.send(NotifierMsg::event(EventKind::Host, room_id, peer, 0, ev.to_string()));
+            return Ok(());
+        }
+        let Some(w) = self.worker_of(room_id) else {
+            let ev = serde_json::json!({"event": "notificationError", "method": null, "error": "room not found"});
+            let _ = self.inner.notify_tx.send(NotifierMsg::event(EventKind::Host, room_id, peer, 0, ev.to_string()));
+            return Ok(());
+        };
+        if !self.inner.workers[w].send(Command::Notify { room: room_id.into(), peer: peer.into(), bytes: json.to_vec() }) {
+            return Err(SfuError::ServerClosed);
+        }
+        Ok(())
+    }
+
+    /// Stop every thread; blocks until they are joined (unless called from the
+    /// callback, where the notifier finishes by itself after the callback returns).
+    /// Idempotent. Pending requests are answered with "server closed" and rooms send
+    /// `closed` to their peers before the notifier stops.
+    pub fn close(&self) {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        for w in &self.inner.workers {
+            w.send(Command::Shutdown);
+        }
+        for h in self.threads.lock().drain(..) {
+            let _ = h.join();
+        }
+        let _ = self.inner.notify_tx.send(NotifierMsg::Stop);
+        let on_notifier = *self.inner.notifier_thread.lock() == Some(std::thread::current().id());
+        if let Some(h) = self.notifier.lock().take() {
+            if !on_notifier {
+                let _ = h.join();
+            }
+            // On the notifier thread itself: it exits after the current callback and
+            // drops the sink there; the handle is detached.
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Inner {
+    /// A room closed itself (internal error): forget it.
+    pub(crate) fn forget_room(&self, id: &str) {
+        self.rooms.lock().remove(id);
+    }
+}

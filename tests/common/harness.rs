@@ -1,0 +1,266 @@
+//! Drives a `sfu::Server` through its public Rust API like a host would, and builds
+//! the messages a mediasoup-client 2.4.12 in Chrome sends.
+
+use std::cell::RefCell;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{unbounded, Receiver};
+use serde_json::{json, Value};
+use sfu::{EventKind, Server};
+
+/// One callback invocation, owned.
+#[derive(Debug, Clone)]
+pub struct Got {
+    pub kind: EventKind,
+    pub room: String,
+    pub peer: String,
+    pub request_id: u64,
+    pub json: Value,
+}
+
+pub struct Harness {
+    pub server: Server,
+    rx: Receiver<Got>,
+    log: RefCell<Vec<Got>>,
+    next_id: RefCell<u64>,
+}
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+impl Harness {
+    pub fn new(config: Option<&str>) -> Harness {
+        let (tx, rx) = unbounded();
+        let server = Server::new(
+            config,
+            Box::new(move |ev| {
+                let json = serde_json::from_str(ev.json).expect("the library only emits JSON");
+                let _ = tx.send(Got {
+                    kind: ev.kind,
+                    room: ev.room_id.to_string(),
+                    peer: ev.peer_name.to_string(),
+                    request_id: ev.request_id,
+                    json,
+                });
+            }),
+        )
+        .expect("server starts");
+        Harness { server, rx, log: RefCell::new(Vec::new()), next_id: RefCell::new(1) }
+    }
+
+    /// Default single-worker config on loopback.
+    pub fn local() -> Harness {
+        Harness::new(Some(r#"{"numWorkers":1,"rtcIPv4":"127.0.0.1"}"#))
+    }
+
+    fn pump(&self, timeout: Duration) -> bool {
+        match self.rx.recv_timeout(timeout) {
+            Ok(g) => {
+                self.log.borrow_mut().push(g);
+                while let Ok(g) = self.rx.try_recv() {
+                    self.log.borrow_mut().push(g);
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Send raw bytes as a request; wait for its response (the whole envelope).
+    pub fn request_raw(&self, room: &str, peer: &str, bytes: &[u8]) -> Value {
+        let id = {
+            let mut n = self.next_id.borrow_mut();
+            *n += 1;
+            *n
+        };
+        self.server.request(room, peer, id, bytes).expect("request accepted");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let pos = self.log.borrow().iter().position(|g| g.kind == EventKind::Response && g.request_id == id);
+            if let Some(pos) = pos {
+                let g = self.log.borrow_mut().remove(pos);
+                assert_eq!(g.peer, peer, "response for the requesting peer");
+                assert_eq!(g.room, room);
+                // Exactly one response per request.
+                return g.json;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no response to request {id} within {WAIT:?}");
+            self.pump(left);
+        }
+    }
+
+    /// A request; Ok(data) or Err(reason).
+    pub fn request(&self, room: &str, peer: &str, req: Value) -> Result<Value, String> {
+        let r = self.request_raw(room, peer, req.to_string().as_bytes());
+        if r["ok"] == true {
+            Ok(r["data"].clone())
+        } else {
+            assert_eq!(r["ok"], false, "{r}");
+            Err(r["error"].as_str().expect("error reason is a string").to_string())
+        }
+    }
+
+    pub fn notify(&self, room: &str, peer: &str, n: Value) {
+        self.server.notify(room, peer, n.to_string().as_bytes()).expect("notify accepted");
+    }
+
+    /// Let queued work finish: a round trip through the room's worker.
+    pub fn sync(&self, room: &str) {
+        let _ = self.request(room, "__sync__", json!({"method": "queryRoom", "target": "room"}));
+    }
+
+    /// Notifications for `peer` received so far (drained).
+    pub fn notifications(&self, peer: &str) -> Vec<Value> {
+        while self.pump(Duration::from_millis(0)) {}
+        let mut log = self.log.borrow_mut();
+        let (mine, rest): (Vec<Got>, Vec<Got>) =
+            log.drain(..).partition(|g| g.kind == EventKind::Notification && g.peer == peer);
+        *log = rest;
+        mine.into_iter().map(|g| g.json).collect()
+    }
+
+    /// Host events received so far (drained).
+    pub fn host_events(&self) -> Vec<Got> {
+        while self.pump(Duration::from_millis(0)) {}
+        let mut log = self.log.borrow_mut();
+        let (mine, rest): (Vec<Got>, Vec<Got>) = log.drain(..).partition(|g| g.kind == EventKind::Host);
+        *log = rest;
+        mine
+    }
+
+    /// Wait for a notification `method` to `peer` (others before it are kept).
+    pub fn wait_notification(&self, peer: &str, method: &str, timeout: Duration) -> Option<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            {
+                let mut log = self.log.borrow_mut();
+                if let Some(pos) = log
+                    .iter()
+                    .position(|g| g.kind == EventKind::Notification && g.peer == peer && g.json["method"] == method)
+                {
+                    return Some(log.remove(pos).json);
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.pump(left.min(Duration::from_millis(50)));
+        }
+    }
+
+    /// Wait for a host event named `name`.
+    pub fn wait_host_event(&self, name: &str, timeout: Duration) -> Option<Got> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            {
+                let mut log = self.log.borrow_mut();
+                if let Some(pos) = log.iter().position(|g| g.kind == EventKind::Host && g.json["event"] == name) {
+                    return Some(log.remove(pos));
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.pump(left.min(Duration::from_millis(50)));
+        }
+    }
+
+    /// queryRoom + join with caps computed from the room's like the client does.
+    pub fn join(&self, room: &str, peer: &str) -> Value {
+        let q = self.request(room, peer, json!({"method": "queryRoom", "target": "room"})).expect("queryRoom");
+        let caps = client_caps(&q["rtpCapabilities"]);
+        self.request(
+            room,
+            peer,
+            json!({"method": "join", "target": "room", "peerName": peer, "rtpCapabilities": caps,
+                   "spy": false, "appData": {"n": peer}}),
+        )
+        .expect("join")
+    }
+}
+
+/// What mediasoup-client computes from the room caps for a Chrome that supports every
+/// room codec: room PTs, room ids, RTX kept.
+pub fn client_caps(room: &Value) -> Value {
+    let codecs: Vec<Value> = room["codecs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let mut o = json!({
+                "name": c["name"], "mimeType": c["mimeType"], "kind": c["kind"],
+                "clockRate": c["clockRate"], "preferredPayloadType": c["preferredPayloadType"],
+                "parameters": c["parameters"],
+            });
+            if c["name"] != "rtx" {
+                o["rtcpFeedback"] = c["rtcpFeedback"].clone();
+            }
+            if !c["channels"].is_null() {
+                o["channels"] = c["channels"].clone();
+            }
+            o
+        })
+        .collect();
+    let exts: Vec<Value> = room["headerExtensions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| json!({"kind": e["kind"], "uri": e["uri"], "preferredId": e["preferredId"]}))
+        .collect();
+    json!({"codecs": codecs, "headerExtensions": exts, "fecMechanisms": []})
+}
+
+/// Chrome's own ids (the browser's side of a send transport).
+pub const CHROME_AUDIO_EXTS: &[(u8, &str)] = &[
+    (1, "urn:ietf:params:rtp-hdrext:ssrc-audio-level"),
+    (2, "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"),
+    (3, "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"),
+    (4, "urn:ietf:params:rtp-hdrext:sdes:mid"),
+];
+pub const CHROME_VIDEO_EXTS: &[(u8, &str)] = &[
+    (14, "urn:ietf:params:rtp-hdrext:toffset"),
+    (2, "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"),
+    (13, "urn:3gpp:video-orientation"),
+    (3, "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"),
+    (4, "urn:ietf:params:rtp-hdrext:sdes:mid"),
+    (10, "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"),
+];
+
+/// createProducer.rtpParameters as Chrome70's handler sends them (browser PTs:
+/// opus 111, VP8 96 + RTX 97).
+pub fn producer_params(kind: &str, mid: &str, ssrc: u32, rtx_ssrc: Option<u32>) -> Value {
+    if kind == "audio" {
+        json!({
+            "muxId": mid,
+            "codecs": [{"name": "opus", "mimeType": "audio/opus", "clockRate": 48000, "payloadType": 111,
+                        "channels": 2, "rtcpFeedback": [{"type": "transport-cc"}], "parameters": {"useinbandfec": 1}}],
+            "headerExtensions": CHROME_AUDIO_EXTS.iter().map(|(id, uri)| json!({"uri": uri, "id": id})).collect::<Vec<_>>(),
+            "encodings": [{"ssrc": ssrc}],
+            "rtcp": {"cname": format!("cname-{ssrc}"), "reducedSize": true, "mux": true},
+        })
+    } else {
+        let mut codecs = vec![json!({"name": "VP8", "mimeType": "video/VP8", "clockRate": 90000, "payloadType": 96,
+            "rtcpFeedback": [{"type": "nack"}, {"type": "nack", "parameter": "pli"}, {"type": "ccm", "parameter": "fir"},
+                             {"type": "goog-remb"}, {"type": "transport-cc"}], "parameters": {}})];
+        let mut enc = json!({"ssrc": ssrc});
+        if let Some(r) = rtx_ssrc {
+            codecs.push(json!({"name": "rtx", "mimeType": "video/rtx", "clockRate": 90000, "payloadType": 97, "parameters": {"apt": 96}}));
+            enc["rtx"] = json!({"ssrc": r});
+        }
+        json!({
+            "muxId": mid,
+            "codecs": codecs,
+            "headerExtensions": CHROME_VIDEO_EXTS.iter().map(|(id, uri)| json!({"uri": uri, "id": id})).collect::<Vec<_>>(),
+            "encodings": [enc],
+            "rtcp": {"cname": format!("cname-{ssrc}"), "reducedSize": true, "mux": true},
+        })
+    }
+}
+
+/// A syntactically valid browser DTLS fingerprint.
+pub fn fake_dtls(role: &str) -> Value {
+    let value = (0..32).map(|i| format!("{:02X}", i * 7 % 256)).collect::<Vec<_>>().join(":");
+    json!({"role": role, "fingerprints": [{"algorithm": "sha-256", "value": value}]})
+}
