@@ -145,6 +145,9 @@ impl ServerConfig {
                 _ => return Err(SfuError::InvalidConfig(format!("unknown key `{k}`"))),
             }
         }
+        if cfg.rtc_ipv4.is_unspecified() && cfg.rtc_announced_ipv4.is_none() {
+            return Err(bad("rtcAnnouncedIPv4", "is required when `rtcIPv4` is 0.0.0.0 (browsers need a concrete address)"));
+        }
         if cfg.rtc_min_port > cfg.rtc_max_port {
             return Err(bad("rtcMinPort", "must not be greater than `rtcMaxPort`"));
         }
@@ -193,6 +196,7 @@ mod tests {
             (r#"{"rtcMinPort":5000,"rtcMaxPort":4000}"#, "rtcMinPort"),
             (r#"{"dtlsCertificateFile":"/x.pem"}"#, "dtlsPrivateKeyFile"),
             (r#"{"transportTimeout":0}"#, "transportTimeout"),
+            (r#"{"rtcIPv4":"0.0.0.0"}"#, "rtcAnnouncedIPv4"),
         ] {
             let e = ServerConfig::from_json(Some(json)).unwrap_err().to_string();
             assert!(e.contains(key), "{json}: {e}");

@@ -345,3 +345,67 @@ impl Worker {
         self.rooms.iter().flatten().filter_map(|r| r.poll_timeout()).min()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossbeam_channel::unbounded;
+    use parking_lot::Mutex;
+    use std::sync::atomic::AtomicBool;
+
+    fn worker() -> (Worker, Receiver<NotifierMsg>) {
+        let (notify_tx, notify_rx) = unbounded();
+        let cfg = crate::config::ServerConfig::default();
+        let inner = Arc::new(Inner {
+            cfg,
+            workers: Vec::new(),
+            rooms: Mutex::new(HashMap::new()),
+            notify_tx,
+            closed: AtomicBool::new(false),
+            notifier_thread: Mutex::new(None),
+        });
+        let sock = socket::bind_in_range(std::net::Ipv4Addr::LOCALHOST, 20000, 60000, 7).unwrap();
+        let addr = sock.local_addr().unwrap();
+        let cert = crate::media::cert::generate().unwrap();
+        let env = Arc::new(MediaEnv {
+            ice_addr: addr,
+            candidates: vec![],
+            fingerprint: crate::media::cert::fingerprint(&cert),
+            cert,
+            max_message_size: 65536,
+            transport_timeout: Duration::from_secs(30),
+        });
+        let w = Worker { idx: 0, sock, env, inner, rooms: Vec::new(), by_id: HashMap::new(), routes: Routes::default(), next_key_base: 0 };
+        (w, notify_rx)
+    }
+
+    #[test]
+    fn a_panic_inside_a_room_closes_that_room_with_notifications() {
+        let (mut w, rx) = worker();
+        let (tx, _r) = crossbeam_channel::bounded(1);
+        w.command(Command::CreateRoom { id: "r".into(), caps: RoomCaps::from_options(None).unwrap(), reply: tx });
+        w.inner.rooms.lock().insert("r".into(), 0);
+        for p in ["a", "b"] {
+            w.command(Command::Request { room: "r".into(), peer: p.into(), request_id: 1, bytes: br#"{"method":"join"}"#.to_vec() });
+        }
+        while rx.try_recv().is_ok() {}
+        // A request whose handling panics is still answered, and the room is closed.
+        let slot = w.by_id["r"];
+        assert!(w.with_room(slot, |_, _| panic!("boom")).is_none());
+        let mut got = Vec::new();
+        while let Ok(NotifierMsg::Event { kind, peer, json, .. }) = rx.try_recv() {
+            got.push((kind, peer, json));
+        }
+        let closed: Vec<&String> = got.iter().filter(|g| g.0 == EventKind::Notification && g.2.contains("\"closed\"")).map(|g| &g.1).collect();
+        assert_eq!(closed.len(), 2, "{got:?}");
+        assert!(got.iter().any(|g| g.0 == EventKind::Host && g.2.contains("roomClosed") && g.2.contains("boom")));
+        assert!(w.rooms[slot].is_none());
+        assert!(w.inner.rooms.lock().get("r").is_none(), "the server forgets the room");
+        // Later requests to it are answered with an error, not silence.
+        w.command(Command::Request { room: "r".into(), peer: "a".into(), request_id: 9, bytes: br#"{"method":"queryRoom"}"#.to_vec() });
+        match rx.try_recv() {
+            Ok(NotifierMsg::Event { kind: EventKind::Response, request_id: 9, json, .. }) => assert!(json.contains("room not found")),
+            _ => panic!("no response"),
+        }
+    }
+}
