@@ -188,6 +188,11 @@ impl Room {
         std::mem::take(&mut self.out)
     }
 
+    /// Outputs or routing changes are waiting.
+    pub fn has_pending_outputs(&self) -> bool {
+        !self.out.is_empty() || !self.demux.is_empty()
+    }
+
     /// Routing changes produced so far, in order.
     pub fn take_demux(&mut self) -> Vec<Demux> {
         std::mem::take(&mut self.demux)

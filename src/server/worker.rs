@@ -176,6 +176,9 @@ impl Worker {
 
     fn after(&mut self, slot: usize) {
         let Some(Some(room)) = self.rooms.get_mut(slot) else { return };
+        if !room.has_pending_outputs() {
+            return; // the common case on the packet path: nothing to deliver
+        }
         let outs = room.take_outputs();
         let demux = room.take_demux();
         let id = room.id.clone();
