@@ -268,9 +268,11 @@ pub unsafe extern "C" fn sfu_server_notify(
 #[no_mangle]
 pub unsafe extern "C" fn sfu_server_free(server: *mut sfu_server) {
     let _ = run(|| {
-        if let Some(s) = guard::unregister(server) {
+        // Close while still registered: a concurrent second `sfu_server_free` finds
+        // the server and waits in `close` until the first has finished.
+        if let Ok(s) = guard::lookup(server) {
             s.close();
-            drop(s);
+            drop(guard::unregister(server));
         }
         Ok(())
     });

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::thread::{JoinHandle, ThreadId};
 
 use crossbeam_channel::{bounded, unbounded, Sender};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use crate::config::ServerConfig;
 use crate::error::SfuError;
@@ -59,6 +59,12 @@ pub(crate) struct Inner {
     rooms: Mutex<HashMap<String, usize>>,
     notify_tx: Sender<NotifierMsg>,
     closed: AtomicBool,
+    /// Held (shared) while a host call checks `closed` and enqueues; `close` takes it
+    /// exclusively to set `closed`, so nothing is enqueued after shutdown began and
+    /// every accepted request is answered.
+    pub(crate) gate: RwLock<()>,
+    /// Set by `close` called from the callback: the notifier delivers nothing more.
+    pub(crate) stop_now: AtomicBool,
     notifier_thread: Mutex<Option<ThreadId>>,
 }
 
@@ -67,6 +73,8 @@ pub struct Server {
     inner: Arc<Inner>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     notifier: Mutex<Option<JoinHandle<()>>>,
+    /// Serialises `close`: a second caller waits until the first has finished.
+    close_lock: Mutex<()>,
     ports: Vec<u16>,
 }
 
@@ -114,6 +122,8 @@ impl Server {
             rooms: Mutex::new(HashMap::new()),
             notify_tx,
             closed: AtomicBool::new(false),
+            gate: RwLock::new(()),
+            stop_now: AtomicBool::new(false),
             notifier_thread: Mutex::new(None),
         });
         let mut threads = Vec::new();
@@ -131,7 +141,7 @@ impl Server {
             .spawn(move || notifier::run(notify_rx, sink, inner2))
             .map_err(|e| SfuError::Io(format!("spawning the notifier: {e}")))?;
         *inner.notifier_thread.lock() = Some(notifier.thread().id());
-        Ok(Server { inner, threads: Mutex::new(threads), notifier: Mutex::new(Some(notifier)), ports })
+        Ok(Server { inner, threads: Mutex::new(threads), notifier: Mutex::new(Some(notifier)), close_lock: Mutex::new(()), ports })
     }
 
     /// The UDP ports the workers listen on (one per worker).
@@ -148,6 +158,7 @@ impl Server {
 
     /// Create a room (synchronous). `options_json`: `None` or `{"mediaCodecs": [...]}`.
     pub fn create_room(&self, room_id: &str, options_json: Option<&str>) -> Result<(), SfuError> {
+        let _gate = self.inner.gate.read();
         self.check_open()?;
         if room_id.is_empty() {
             return Err(SfuError::InvalidArgument("empty room id".into()));
@@ -182,6 +193,7 @@ impl Server {
 
     /// Close a room (synchronous): every peer gets `closed`.
     pub fn close_room(&self, room_id: &str) -> Result<(), SfuError> {
+        let _gate = self.inner.gate.read();
         self.check_open()?;
         let w = self.inner.rooms.lock().remove(room_id).ok_or_else(|| SfuError::RoomNotFound(room_id.into()))?;
         let (rtx, rrx) = bounded(1);
@@ -193,6 +205,7 @@ impl Server {
 
     /// Close a peer (synchronous): `closed` to it, `peerClosed` to the others.
     pub fn close_peer(&self, room_id: &str, peer: &str) -> Result<(), SfuError> {
+        let _gate = self.inner.gate.read();
         self.check_open()?;
         let w = self.worker_of(room_id).ok_or_else(|| SfuError::RoomNotFound(room_id.into()))?;
         let (rtx, rrx) = bounded(1);
@@ -208,6 +221,7 @@ impl Server {
 
     /// Enqueue a client request. Exactly one response follows through the sink.
     pub fn request(&self, room_id: &str, peer: &str, request_id: u64, json: &[u8]) -> Result<(), SfuError> {
+        let _gate = self.inner.gate.read();
         self.check_open()?;
         let respond_err = |reason: &str| {
             let _ = self.inner.notify_tx.send(NotifierMsg::event(
@@ -235,6 +249,7 @@ impl Server {
 
     /// Enqueue a client notification (no response).
     pub fn notify(&self, room_id: &str, peer: &str, json: &[u8]) -> Result<(), SfuError> {
+        let _gate = self.inner.gate.read();
         self.check_open()?;
         if json.len() > self.inner.cfg.max_message_size {
             let ev = serde_json::json!({"event": "notificationError", "method": null,
@@ -253,14 +268,28 @@ impl Server {
         Ok(())
     }
 
-    /// Stop every thread; blocks until they are joined (unless called from the
-    /// callback, where the notifier finishes by itself after the callback returns).
-    /// Idempotent. Pending requests are answered with "server closed" and rooms send
-    /// `closed` to their peers before the notifier stops.
+    /// Stop every thread; blocks until they are joined. Idempotent; a concurrent
+    /// second caller waits until the first has finished. Pending requests are
+    /// answered with "server closed" and rooms send `closed` to their peers before the
+    /// notifier stops.
+    ///
+    /// Called from the callback (the notifier thread), it cannot wait for itself: it
+    /// stops the workers, no callback is delivered after the current one, and the
+    /// notifier thread ends (dropping the sink) when the callback returns.
     pub fn close(&self) {
-        if self.inner.closed.swap(true, Ordering::AcqRel) {
+        {
+            let _gate = self.inner.gate.write();
+            self.inner.closed.store(true, Ordering::Release);
+        }
+        let on_notifier = *self.inner.notifier_thread.lock() == Some(std::thread::current().id());
+        if on_notifier {
+            self.inner.stop_now.store(true, Ordering::Release);
+            for w in &self.inner.workers {
+                w.send(Command::Shutdown);
+            }
             return;
         }
+        let _serial = self.close_lock.lock();
         for w in &self.inner.workers {
             w.send(Command::Shutdown);
         }
@@ -268,13 +297,8 @@ impl Server {
             let _ = h.join();
         }
         let _ = self.inner.notify_tx.send(NotifierMsg::Stop);
-        let on_notifier = *self.inner.notifier_thread.lock() == Some(std::thread::current().id());
         if let Some(h) = self.notifier.lock().take() {
-            if !on_notifier {
-                let _ = h.join();
-            }
-            // On the notifier thread itself: it exits after the current callback and
-            // drops the sink there; the handle is detached.
+            let _ = h.join();
         }
     }
 

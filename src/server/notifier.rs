@@ -18,8 +18,11 @@ impl NotifierMsg {
     }
 }
 
-pub(crate) fn run(rx: Receiver<NotifierMsg>, mut sink: EventSink, _inner: Arc<Inner>) {
+pub(crate) fn run(rx: Receiver<NotifierMsg>, mut sink: EventSink, inner: Arc<Inner>) {
     while let Ok(msg) = rx.recv() {
+        if inner.stop_now.load(std::sync::atomic::Ordering::Acquire) {
+            break; // the server was freed from inside the callback
+        }
         match msg {
             NotifierMsg::Stop => break,
             NotifierMsg::Event { kind, room, peer, request_id, json } => {

@@ -365,6 +365,8 @@ mod tests {
             rooms: Mutex::new(HashMap::new()),
             notify_tx,
             closed: AtomicBool::new(false),
+            gate: parking_lot::RwLock::new(()),
+            stop_now: AtomicBool::new(false),
             notifier_thread: Mutex::new(None),
         });
         let sock = socket::bind_in_range(std::net::Ipv4Addr::LOCALHOST, 20000, 60000, 7).unwrap();
