@@ -1,0 +1,363 @@
+// Two-tab demo of the sfu library with the real mediasoup-client 2.4.12.
+//
+// The page talks to its host (examples/node/server.js or examples/python/host.py)
+// over one WebSocket at /ws?room=R&peer=NAME. Frames are JSON:
+//   page -> host  {type:'request', id, method, data}   (answered by a response)
+//                 {type:'notification', method, data}
+//   host -> page  {type:'response', id, ok, data | error}
+//                 {type:'notification', method, data}
+// `data` is always the mediasoup v2 message object itself.
+//
+// For tests the page exposes `window.demo` (see the bottom of this file).
+
+import { Room } from 'mediasoup-client';
+
+const params = new URLSearchParams(location.search);
+const roomId = params.get('room') || 'demo';
+const peerName = params.get('peer') || `peer-${Math.floor(1000 + Math.random() * 9000)}`;
+
+const $ = (id) => document.getElementById(id);
+
+// ---------------------------------------------------------------------------
+// State shown on the page and exposed to tests.
+
+let state = 'new'; // new -> connecting -> joining -> joined -> left | closed | failed
+let lastError = null;
+
+function setState(next, detail) {
+  state = next;
+  const el = $('status');
+  el.textContent = detail ? `${next}: ${detail}` : next;
+  el.className = `status ${next}`;
+  $('leave').disabled = next !== 'joined' && next !== 'joining';
+}
+
+function fail(where, error) {
+  lastError = `${where}: ${error && error.message ? error.message : error}`;
+  console.error(`[demo] ${lastError}`, error);
+  setState('failed', lastError);
+}
+
+// ---------------------------------------------------------------------------
+// Signalling over the WebSocket.
+
+const wsUrl =
+  `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws` +
+  `?room=${encodeURIComponent(roomId)}&peer=${encodeURIComponent(peerName)}`;
+
+let socket = null;
+let nextRequestId = 1;
+const pending = new Map(); // request id -> { callback, errback }
+
+function openSocket() {
+  return new Promise((resolve, reject) => {
+    socket = new WebSocket(wsUrl);
+    socket.addEventListener('open', () => resolve(), { once: true });
+    socket.addEventListener('error', () => reject(new Error(`cannot connect to ${wsUrl}`)), {
+      once: true,
+    });
+    socket.addEventListener('message', (event) => onFrame(event.data));
+    socket.addEventListener('close', (event) => onSocketClose(event));
+  });
+}
+
+function send(frame) {
+  if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(frame));
+  else console.warn('[demo] socket not open, dropping frame', frame);
+}
+
+function onFrame(text) {
+  let frame;
+  try {
+    frame = JSON.parse(text);
+  } catch (error) {
+    console.error('[demo] bad frame from host', text);
+    return;
+  }
+  if (frame.type === 'response') {
+    const p = pending.get(frame.id);
+    if (!p) return; // late answer to a request the client already gave up on
+    pending.delete(frame.id);
+    if (frame.ok) p.callback(frame.data);
+    else p.errback(new Error(frame.error || 'request failed'));
+  } else if (frame.type === 'notification') {
+    if (room.closed) return;
+    room.receiveNotification(frame.data).catch((error) =>
+      console.error('[demo] notification rejected by mediasoup-client', frame.data, error)
+    );
+  } else {
+    console.warn('[demo] unknown frame from host', frame);
+  }
+}
+
+function onSocketClose(event) {
+  const why = event.reason || `code ${event.code}`;
+  for (const p of pending.values()) p.errback(new Error(`signalling connection closed (${why})`));
+  pending.clear();
+  if (state === 'left' || state === 'failed') return;
+  // The host closes our peer when the socket goes: mirror that locally.
+  if (!room.closed) room.remoteClose();
+  setState('closed', `connection to the server closed (${why})`);
+}
+
+// ---------------------------------------------------------------------------
+// The mediasoup-client Room.
+
+const room = new Room({ requestTimeout: 15000 });
+let sendTransport = null;
+let recvTransport = null;
+let localStream = null;
+
+room.on('request', (request, callback, errback) => {
+  const id = nextRequestId++;
+  pending.set(id, { callback, errback });
+  send({ type: 'request', id, method: request.method, data: request });
+});
+
+room.on('notify', (notification) => {
+  send({ type: 'notification', method: notification.method, data: notification });
+});
+
+room.on('newpeer', (peer) => handlePeer(peer));
+
+room.on('close', (originator) => {
+  for (const name of Array.from(tiles.keys())) removeTile(name);
+  if (localStream) localStream.getTracks().forEach((t) => t.stop());
+  if (originator === 'local') setState('left');
+  else if (state !== 'failed') setState('closed', 'the server closed the room');
+});
+
+// ---------------------------------------------------------------------------
+// Remote peers: one tile each, with a <video> and an <audio>.
+
+const tiles = new Map(); // peer name -> { el, video, audio, consumers: Set }
+
+function tileFor(name) {
+  let tile = tiles.get(name);
+  if (tile) return tile;
+  const el = document.createElement('div');
+  el.className = 'tile';
+  el.dataset.peer = name;
+  const video = document.createElement('video');
+  video.autoplay = true;
+  video.playsInline = true;
+  video.muted = true; // sound goes through the <audio> element
+  const audio = document.createElement('audio');
+  audio.autoplay = true;
+  const label = document.createElement('div');
+  label.className = 'name';
+  label.textContent = name;
+  const info = document.createElement('div');
+  info.className = 'info';
+  info.textContent = 'waiting for media…';
+  el.append(video, audio, label, info);
+  $('peers').append(el);
+  tile = { el, video, audio, info, consumers: new Set() };
+  tiles.set(name, tile);
+  updateEmpty();
+  return tile;
+}
+
+function removeTile(name) {
+  const tile = tiles.get(name);
+  if (!tile) return;
+  tile.video.srcObject = null;
+  tile.audio.srcObject = null;
+  tile.el.remove();
+  tiles.delete(name);
+  updateEmpty();
+}
+
+function updateEmpty() {
+  $('empty').hidden = tiles.size > 0;
+}
+
+function handlePeer(peer) {
+  tileFor(peer.name);
+  for (const consumer of peer.consumers) handleConsumer(consumer);
+  peer.on('newconsumer', (consumer) => handleConsumer(consumer));
+  peer.on('close', () => removeTile(peer.name));
+}
+
+function handleConsumer(consumer) {
+  const name = consumer.peer.name;
+  const tile = tileFor(name);
+  tile.consumers.add(consumer);
+  consumer.on('close', () => {
+    tile.consumers.delete(consumer);
+    const el = consumer.kind === 'video' ? tile.video : tile.audio;
+    if (el.srcObject && el.srcObject.getTracks().some((t) => t === consumer.track))
+      el.srcObject = null;
+  });
+  if (!consumer.supported) {
+    console.warn(`[demo] cannot receive ${consumer.kind} of ${name}: unsupported codec`);
+    return;
+  }
+  consumer
+    .receive(recvTransport)
+    .then((track) => {
+      const el = consumer.kind === 'video' ? tile.video : tile.audio;
+      el.srcObject = new MediaStream([track]);
+      el.play().catch(() => {
+        // Autoplay with sound needs a user gesture; the first click starts it.
+        if (consumer.kind === 'audio') $('unmute').hidden = false;
+      });
+    })
+    .catch((error) => console.error(`[demo] receiving ${consumer.kind} of ${name} failed`, error));
+}
+
+$('unmute').addEventListener('click', () => {
+  for (const tile of tiles.values()) tile.audio.play().catch(() => {});
+  $('unmute').hidden = true;
+});
+
+// ---------------------------------------------------------------------------
+// Statistics from the receive RTCPeerConnection.
+
+function recvPc() {
+  return recvTransport && recvTransport.handler ? recvTransport.handler._pc : null;
+}
+
+async function stats() {
+  const result = {};
+  const pc = recvPc();
+  for (const [name, tile] of tiles) {
+    const s = { videoFramesDecoded: 0, videoBytesReceived: 0, audioBytesReceived: 0 };
+    result[name] = s;
+    if (!pc || pc.signalingState === 'closed') continue;
+    for (const consumer of tile.consumers) {
+      if (!consumer.track) continue;
+      const receiver = pc.getReceivers().find((r) => r.track === consumer.track);
+      if (!receiver) continue;
+      const report = await receiver.getStats();
+      report.forEach((r) => {
+        if (r.type !== 'inbound-rtp') return;
+        if (consumer.kind === 'video') {
+          s.videoFramesDecoded += r.framesDecoded || 0;
+          s.videoBytesReceived += r.bytesReceived || 0;
+          if (r.frameWidth) s.videoSize = `${r.frameWidth}x${r.frameHeight}`;
+        } else {
+          s.audioBytesReceived += r.bytesReceived || 0;
+        }
+      });
+    }
+  }
+  return result;
+}
+
+// Full getStats() dumps of both transports, for debugging a failure.
+async function dump() {
+  const out = {};
+  for (const transport of room.transports) {
+    const pc = transport.handler && transport.handler._pc;
+    if (!pc) continue;
+    const reports = [];
+    (await pc.getStats()).forEach((r) => reports.push(r));
+    out[transport.direction] = {
+      iceConnectionState: pc.iceConnectionState,
+      connectionState: pc.connectionState,
+      localDescription: pc.localDescription && pc.localDescription.sdp,
+      remoteDescription: pc.remoteDescription && pc.remoteDescription.sdp,
+      stats: reports,
+    };
+  }
+  return out;
+}
+
+setInterval(async () => {
+  if (state !== 'joined') return;
+  const all = await stats().catch(() => ({}));
+  for (const [name, s] of Object.entries(all)) {
+    const tile = tiles.get(name);
+    if (!tile) continue;
+    const kb = Math.round(s.audioBytesReceived / 1024);
+    tile.info.textContent =
+      `video ${s.videoSize || '–'} · ${s.videoFramesDecoded} frames · audio ${kb} kB`;
+  }
+}, 1000);
+
+// ---------------------------------------------------------------------------
+// Join, send camera and microphone, receive everybody.
+
+async function start() {
+  $('me').textContent = peerName;
+  $('local-name').textContent = `${peerName} (you)`;
+  $('room').textContent = roomId;
+  setState('connecting');
+
+  try {
+    localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+    $('local').srcObject = localStream;
+  } catch (error) {
+    console.warn('[demo] no camera/microphone, joining receive-only:', error);
+    $('local-info').textContent = `no camera/microphone (${error.name})`;
+  }
+
+  try {
+    await openSocket();
+  } catch (error) {
+    return fail('signalling', error);
+  }
+
+  setState('joining');
+  let peers;
+  try {
+    peers = await room.join(peerName);
+  } catch (error) {
+    return fail('join', error);
+  }
+  if (room.closed) return;
+
+  recvTransport = room.createTransport('recv');
+  for (const peer of peers) handlePeer(peer);
+  setState('joined');
+
+  if (!localStream) return;
+  sendTransport = room.createTransport('send');
+  for (const track of localStream.getTracks()) {
+    if (!room.canSend(track.kind)) {
+      console.warn(`[demo] the room cannot receive ${track.kind} from this browser`);
+      continue;
+    }
+    const producer = room.createProducer(track, undefined, { source: track.kind });
+    try {
+      await producer.send(sendTransport);
+    } catch (error) {
+      return fail(`sending ${track.kind}`, error);
+    }
+  }
+}
+
+function leave() {
+  if (room.closed) return;
+  setState('left');
+  room.leave();
+  if (socket) socket.close(1000, 'left');
+}
+
+$('leave').addEventListener('click', leave);
+
+window.demo = {
+  room,
+  peerName,
+  roomId,
+  get state() {
+    return state;
+  },
+  get error() {
+    return lastError;
+  },
+  remotePeers() {
+    return room.peers.filter((p) => !p.closed).map((p) => p.name);
+  },
+  stats,
+  dump,
+  leave,
+};
+
+// Invite link: same room, a new random peer name.
+const link = $('other');
+link.href = `${location.origin}${location.pathname}?room=${encodeURIComponent(roomId)}`;
+link.textContent = link.href;
+
+start();

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what the end-to-end test needs. Idempotent; never downloads a browser:
+# Debian's chromium (apt), playwright-core (npm, drives it), the demo's npm packages.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+if [ ! -x /usr/bin/chromium ]; then
+    echo "tests/e2e: installing chromium (apt)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq chromium >/dev/null
+fi
+
+stamp=tests/e2e/node_modules/.sfu-installed
+if [ ! -f "$stamp" ] || [ tests/e2e/package.json -nt "$stamp" ]; then
+    echo "tests/e2e: npm install"
+    (cd tests/e2e && npm install --no-audit --no-fund --no-package-lock --loglevel=error)
+    touch "$stamp"
+fi
+
+bash examples/node/setup.sh
+bash examples/web/setup.sh
+# The Python host runs in the venv of the Python binding (websockets; it finds the
+# binding in the checkout if it is not pip-installed).
+if [ -f examples/python/host.py ] && [ -f bindings/python/setup.sh ]; then
+    bash bindings/python/setup.sh
+fi
