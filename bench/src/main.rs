@@ -1,0 +1,1 @@
+fn main() { println!("sfu-load: not implemented yet"); }
