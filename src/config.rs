@@ -42,6 +42,30 @@ pub struct ServerConfig {
     /// transport's browser (or, for a transport never connected, since it was
     /// created) before the server closes it with `transportClosed`.
     pub transport_timeout_secs: f64,
+    /// Resource limits (`maxPeersPerRoom`, `maxTransportsPerPeer`,
+    /// `maxProducersPerTransport`, `maxPendingRequestsPerPeer`).
+    pub limits: Limits,
+}
+
+/// Per-room / per-peer resource limits: exceeding one is a clear error answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_peers_per_room: usize,
+    pub max_transports_per_peer: usize,
+    pub max_producers_per_transport: usize,
+    /// Requests of one peer queued and not yet processed.
+    pub max_pending_requests_per_peer: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_peers_per_room: 500,
+            max_transports_per_peer: 8,
+            max_producers_per_transport: 16,
+            max_pending_requests_per_peer: 128,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -59,6 +83,7 @@ impl Default for ServerConfig {
             dtls_private_key_file: None,
             max_message_size: 256 * 1024,
             transport_timeout_secs: 30.0,
+            limits: Limits::default(),
         }
     }
 }
@@ -82,7 +107,10 @@ fn ipv4(v: &Value, key: &str) -> Result<Ipv4Addr, SfuError> {
     let s = string(v, key)?;
     match s.parse::<IpAddr>() {
         Ok(IpAddr::V4(a)) => Ok(a),
-        Ok(IpAddr::V6(_)) => Err(bad(key, "must be an IPv4 address (IPv6 is not supported yet)")),
+        Ok(IpAddr::V6(_)) => Err(bad(
+            key,
+            "must be an IPv4 address (IPv6 is not supported yet)",
+        )),
         Err(_) => Err(bad(key, &format!("is not an IPv4 address: {s:?}"))),
     }
 }
@@ -113,7 +141,9 @@ impl ServerConfig {
                         other => {
                             return Err(bad(
                                 k,
-                                &format!("must be \"debug\", \"warn\", \"error\" or \"none\", not {other:?}"),
+                                &format!(
+                                "must be \"debug\", \"warn\", \"error\" or \"none\", not {other:?}"
+                            ),
                             ))
                         }
                     }
@@ -126,7 +156,11 @@ impl ServerConfig {
                     cfg.rtc_ipv4 = a;
                 }
                 "rtcAnnouncedIPv4" => {
-                    cfg.rtc_announced_ipv4 = if val.is_null() { None } else { Some(ipv4(val, k)?) };
+                    cfg.rtc_announced_ipv4 = if val.is_null() {
+                        None
+                    } else {
+                        Some(ipv4(val, k)?)
+                    };
                     if let Some(a) = cfg.rtc_announced_ipv4 {
                         if a.is_unspecified() || a.is_multicast() || a.is_broadcast() {
                             return Err(bad(k, "must be a unicast address browsers can reach"));
@@ -135,25 +169,57 @@ impl ServerConfig {
                 }
                 "rtcMinPort" => cfg.rtc_min_port = uint(val, k, 1, 65535)? as u16,
                 "rtcMaxPort" => cfg.rtc_max_port = uint(val, k, 1, 65535)? as u16,
-                "dtlsCertificateFile" => cfg.dtls_certificate_file = Some(string(val, k)?.to_string()),
-                "dtlsPrivateKeyFile" => cfg.dtls_private_key_file = Some(string(val, k)?.to_string()),
-                "maxMessageSize" => cfg.max_message_size = uint(val, k, 1024, 64 * 1024 * 1024)? as usize,
+                "dtlsCertificateFile" => {
+                    cfg.dtls_certificate_file = Some(string(val, k)?.to_string())
+                }
+                "dtlsPrivateKeyFile" => {
+                    cfg.dtls_private_key_file = Some(string(val, k)?.to_string())
+                }
+                "maxMessageSize" => {
+                    cfg.max_message_size = uint(val, k, 1024, 64 * 1024 * 1024)? as usize
+                }
                 "transportTimeout" => {
                     let t = val.as_f64().filter(|t| *t >= 1.0 && *t <= 3600.0);
-                    cfg.transport_timeout_secs = t.ok_or_else(|| bad(k, "must be a number of seconds in 1..=3600"))?;
+                    cfg.transport_timeout_secs =
+                        t.ok_or_else(|| bad(k, "must be a number of seconds in 1..=3600"))?;
+                }
+                "maxPeersPerRoom" => {
+                    cfg.limits.max_peers_per_room = uint(val, k, 1, 100_000)? as usize
+                }
+                "maxTransportsPerPeer" => {
+                    cfg.limits.max_transports_per_peer = uint(val, k, 1, 1000)? as usize
+                }
+                "maxProducersPerTransport" => {
+                    cfg.limits.max_producers_per_transport = uint(val, k, 1, 1000)? as usize
+                }
+                "maxPendingRequestsPerPeer" => {
+                    cfg.limits.max_pending_requests_per_peer = uint(val, k, 1, 1_000_000)? as usize
                 }
                 _ => return Err(SfuError::InvalidConfig(format!("unknown key `{k}`"))),
             }
         }
         if cfg.rtc_ipv4.is_unspecified() && cfg.rtc_announced_ipv4.is_none() {
-            return Err(bad("rtcAnnouncedIPv4", "is required when `rtcIPv4` is 0.0.0.0 (browsers need a concrete address)"));
+            return Err(bad(
+                "rtcAnnouncedIPv4",
+                "is required when `rtcIPv4` is 0.0.0.0 (browsers need a concrete address)",
+            ));
         }
         if cfg.rtc_min_port > cfg.rtc_max_port {
             return Err(bad("rtcMinPort", "must not be greater than `rtcMaxPort`"));
         }
         match (&cfg.dtls_certificate_file, &cfg.dtls_private_key_file) {
-            (Some(_), None) => return Err(bad("dtlsPrivateKeyFile", "is required with `dtlsCertificateFile`")),
-            (None, Some(_)) => return Err(bad("dtlsCertificateFile", "is required with `dtlsPrivateKeyFile`")),
+            (Some(_), None) => {
+                return Err(bad(
+                    "dtlsPrivateKeyFile",
+                    "is required with `dtlsCertificateFile`",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(bad(
+                    "dtlsCertificateFile",
+                    "is required with `dtlsPrivateKeyFile`",
+                ))
+            }
             _ => {}
         }
         Ok(cfg)
@@ -197,6 +263,16 @@ mod tests {
             (r#"{"dtlsCertificateFile":"/x.pem"}"#, "dtlsPrivateKeyFile"),
             (r#"{"transportTimeout":0}"#, "transportTimeout"),
             (r#"{"rtcIPv4":"0.0.0.0"}"#, "rtcAnnouncedIPv4"),
+            (r#"{"maxPeersPerRoom":0}"#, "maxPeersPerRoom"),
+            (r#"{"maxTransportsPerPeer":-1}"#, "maxTransportsPerPeer"),
+            (
+                r#"{"maxProducersPerTransport":"8"}"#,
+                "maxProducersPerTransport",
+            ),
+            (
+                r#"{"maxPendingRequestsPerPeer":0}"#,
+                "maxPendingRequestsPerPeer",
+            ),
         ] {
             let e = ServerConfig::from_json(Some(json)).unwrap_err().to_string();
             assert!(e.contains(key), "{json}: {e}");

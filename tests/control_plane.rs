@@ -669,3 +669,73 @@ fn notification_errors_are_reported_to_the_host() {
     assert!(errs[2].contains("not joined"));
     assert!(errs[3].contains("invalid JSON"));
 }
+
+#[test]
+fn resource_limits_are_clear_errors() {
+    let h = Harness::new(Some(
+        r#"{"numWorkers":1,"maxPeersPerRoom":2,"maxTransportsPerPeer":2,"maxProducersPerTransport":1,"maxPendingRequestsPerPeer":2}"#,
+    ));
+    h.server.create_room(R, None).unwrap();
+    h.join(R, "alice");
+    h.join(R, "bob");
+    let e = h.request(R, "carol", json!({"method": "join", "peerName": "carol", "spy": false})).unwrap_err();
+    assert_eq!(e, "too many peers in the room (limit 2)");
+    send_transport(&h, "alice", 1);
+    recv_transport(&h, "alice", 2);
+    let e = h.request(R, "alice", json!({"method": "createTransport", "id": 3, "direction": "recv", "options": {}})).unwrap_err();
+    assert_eq!(e, "too many transports for this peer (limit 2)");
+    produce(&h, "alice", 1, 1, "audio", 100).unwrap();
+    let e = produce(&h, "alice", 2, 1, "video", 200).unwrap_err();
+    assert_eq!(e, "too many producers on this transport (limit 1)");
+    // After a leave, there is room again.
+    h.notify(R, "bob", json!({"method": "leave", "notification": true}));
+    h.sync(R);
+    h.join(R, "carol");
+}
+
+#[test]
+fn pending_request_limit_answers_every_request_and_releases_its_count() {
+    use std::sync::{Arc, Mutex};
+    let got: Arc<Mutex<Vec<(u64, String)>>> = Arc::default();
+    let g2 = got.clone();
+    let server = sfu::Server::new(
+        Some(r#"{"numWorkers":1,"maxPendingRequestsPerPeer":2}"#),
+        Box::new(move |ev| {
+            if ev.kind == sfu::EventKind::Response {
+                g2.lock().unwrap().push((ev.request_id, ev.json.to_string()));
+            }
+        }),
+    )
+    .unwrap();
+    server.create_room(R, None).unwrap();
+    for i in 0..300u64 {
+        server.request(R, "p", i, br#"{"method":"queryRoom","target":"room"}"#).unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while got.lock().unwrap().len() < 300 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 300, "every request answered once");
+    let mut ids: Vec<u64> = got.iter().map(|g| g.0).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 300);
+    let limited = got.iter().filter(|g| g.1.contains("too many pending requests for this peer (limit 2)")).count();
+    let ok = got.iter().filter(|g| g.1.contains(r#""ok":true"#)).count();
+    assert_eq!(limited + ok, 300, "only two kinds of answers");
+    println!("{limited} of 300 rejected by the pending limit");
+    // The count is released: with the queue drained, requests are accepted again.
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    drop(server);
+    let server = sfu::Server::new(Some(r#"{"numWorkers":1,"maxPendingRequestsPerPeer":1}"#), Box::new(move |ev| {
+        let _ = tx.try_send(ev.json.to_string());
+    }))
+    .unwrap();
+    server.create_room(R, None).unwrap();
+    for i in 0..5 {
+        server.request(R, "p", i, br#"{"method":"queryRoom"}"#).unwrap();
+        let r = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert!(r.contains(r#""ok":true"#), "sequential requests never hit the limit: {r}");
+    }
+}

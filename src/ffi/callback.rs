@@ -7,7 +7,15 @@ use std::sync::Arc;
 use super::{sfu_event_kind, sfu_userdata_free_fn};
 use crate::server::{Event, EventKind, EventSink};
 
-type RawCallback = unsafe extern "C" fn(*mut c_void, sfu_event_kind, *const std::ffi::c_char, *const std::ffi::c_char, u64, *const std::ffi::c_char, usize);
+type RawCallback = unsafe extern "C" fn(
+    *mut c_void,
+    sfu_event_kind,
+    *const std::ffi::c_char,
+    *const std::ffi::c_char,
+    u64,
+    *const std::ffi::c_char,
+    usize,
+);
 
 /// Callback + userdata + finalizer. The finalizer runs exactly once, when the sink is
 /// dropped (at the end of the notifier thread), and only once `armed` (the server
@@ -24,9 +32,21 @@ pub(crate) struct ForeignSink {
 unsafe impl Send for ForeignSink {}
 
 impl ForeignSink {
-    pub fn new(cb: RawCallback, userdata: *mut c_void, free: sfu_userdata_free_fn) -> (Self, Arc<AtomicBool>) {
+    pub fn new(
+        cb: RawCallback,
+        userdata: *mut c_void,
+        free: sfu_userdata_free_fn,
+    ) -> (Self, Arc<AtomicBool>) {
         let armed = Arc::new(AtomicBool::new(false));
-        (ForeignSink { cb, userdata, free, armed: armed.clone() }, armed)
+        (
+            ForeignSink {
+                cb,
+                userdata,
+                free,
+                armed: armed.clone(),
+            },
+            armed,
+        )
     }
 
     pub fn into_event_sink(self) -> EventSink {
@@ -39,12 +59,23 @@ impl ForeignSink {
             EventKind::Notification => sfu_event_kind::Notification,
             EventKind::Host => sfu_event_kind::Host,
         };
-        let c = |s: &str| CString::new(s).unwrap_or_else(|_| CString::new(s.replace('\0', "")).unwrap_or_default());
+        let c = |s: &str| {
+            CString::new(s)
+                .unwrap_or_else(|_| CString::new(s.replace('\0', "")).unwrap_or_default())
+        };
         let (room, peer, json) = (c(ev.room_id), c(ev.peer_name), c(ev.json));
         // SAFETY: the callback is the host's, called with valid NUL-terminated strings
         // that outlive the call.
         unsafe {
-            (self.cb)(self.userdata, kind, room.as_ptr(), peer.as_ptr(), ev.request_id, json.as_ptr(), json.as_bytes().len());
+            (self.cb)(
+                self.userdata,
+                kind,
+                room.as_ptr(),
+                peer.as_ptr(),
+                ev.request_id,
+                json.as_ptr(),
+                json.as_bytes().len(),
+            );
         }
     }
 }

@@ -65,10 +65,18 @@ pub(crate) fn cstr_arg<'a>(p: *const c_char, name: &str) -> Result<&'a str, (sfu
     }
     // SAFETY: non-NULL and NUL-terminated per the API contract; only read during the call.
     let c = unsafe { CStr::from_ptr(p) };
-    c.to_str().map_err(|_| (sfu_result::InvalidUtf8, format!("`{name}` is not valid UTF-8")))
+    c.to_str().map_err(|_| {
+        (
+            sfu_result::InvalidUtf8,
+            format!("`{name}` is not valid UTF-8"),
+        )
+    })
 }
 
-pub(crate) fn opt_cstr_arg<'a>(p: *const c_char, name: &str) -> Result<Option<&'a str>, (sfu_result, String)> {
+pub(crate) fn opt_cstr_arg<'a>(
+    p: *const c_char,
+    name: &str,
+) -> Result<Option<&'a str>, (sfu_result, String)> {
     if p.is_null() {
         return Ok(None);
     }
@@ -77,7 +85,10 @@ pub(crate) fn opt_cstr_arg<'a>(p: *const c_char, name: &str) -> Result<Option<&'
 
 /// A JSON text argument. Invalid UTF-8 in JSON is the client's fault, not the host's:
 /// it is passed on and answered with a JSON error; only NULL is a call failure.
-pub(crate) fn bytes_arg<'a>(p: *const c_char, name: &str) -> Result<&'a [u8], (sfu_result, String)> {
+pub(crate) fn bytes_arg<'a>(
+    p: *const c_char,
+    name: &str,
+) -> Result<&'a [u8], (sfu_result, String)> {
     if p.is_null() {
         return Err((sfu_result::NullArgument, format!("`{name}` is NULL")));
     }
@@ -94,7 +105,10 @@ pub(crate) fn register(s: Arc<Server>) -> *mut sfu_server {
     let id = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed) as usize;
     // An aligned, non-NULL token; never dereferenced.
     let token = 0x1000_0000usize.wrapping_add(id << 4);
-    REGISTRY.lock().get_or_insert_with(HashMap::new).insert(token, s);
+    REGISTRY
+        .lock()
+        .get_or_insert_with(HashMap::new)
+        .insert(token, s);
     token as *mut sfu_server
 }
 
@@ -106,12 +120,20 @@ pub(crate) fn lookup(h: *mut sfu_server) -> Result<Arc<Server>, (sfu_result, Str
         .lock()
         .as_ref()
         .and_then(|m| m.get(&(h as usize)).cloned())
-        .ok_or_else(|| (sfu_result::ServerClosed, "the server was freed or is not a server handle".into()))
+        .ok_or_else(|| {
+            (
+                sfu_result::ServerClosed,
+                "the server was freed or is not a server handle".into(),
+            )
+        })
 }
 
 pub(crate) fn unregister(h: *mut sfu_server) -> Option<Arc<Server>> {
     if h.is_null() {
         return None;
     }
-    REGISTRY.lock().as_mut().and_then(|m| m.remove(&(h as usize)))
+    REGISTRY
+        .lock()
+        .as_mut()
+        .and_then(|m| m.remove(&(h as usize)))
 }

@@ -171,7 +171,11 @@ pub unsafe extern "C" fn sfu_server_new(
 /// Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_ARGUMENT (bad options: the message
 /// says which codec), ROOM_EXISTS, SERVER_CLOSED.
 #[no_mangle]
-pub unsafe extern "C" fn sfu_server_create_room(server: *mut sfu_server, room_id: *const c_char, options_json: *const c_char) -> sfu_result {
+pub unsafe extern "C" fn sfu_server_create_room(
+    server: *mut sfu_server,
+    room_id: *const c_char,
+    options_json: *const c_char,
+) -> sfu_result {
     run(|| {
         let s = guard::lookup(server)?;
         let room = cstr_arg(room_id, "room_id")?;
@@ -186,7 +190,10 @@ pub unsafe extern "C" fn sfu_server_create_room(server: *mut sfu_server, room_id
 /// Ownership: `room_id` is copied. Threading: any thread, including the callback.
 /// Errors: NULL_ARGUMENT, INVALID_UTF8, ROOM_NOT_FOUND, SERVER_CLOSED.
 #[no_mangle]
-pub unsafe extern "C" fn sfu_server_close_room(server: *mut sfu_server, room_id: *const c_char) -> sfu_result {
+pub unsafe extern "C" fn sfu_server_close_room(
+    server: *mut sfu_server,
+    room_id: *const c_char,
+) -> sfu_result {
     run(|| {
         let s = guard::lookup(server)?;
         let room = cstr_arg(room_id, "room_id")?;
@@ -200,7 +207,11 @@ pub unsafe extern "C" fn sfu_server_close_room(server: *mut sfu_server, room_id:
 /// Ownership: strings are copied. Threading: any thread, including the callback.
 /// Errors: NULL_ARGUMENT, INVALID_UTF8, ROOM_NOT_FOUND, PEER_NOT_FOUND, SERVER_CLOSED.
 #[no_mangle]
-pub unsafe extern "C" fn sfu_server_close_peer(server: *mut sfu_server, room_id: *const c_char, peer_name: *const c_char) -> sfu_result {
+pub unsafe extern "C" fn sfu_server_close_peer(
+    server: *mut sfu_server,
+    room_id: *const c_char,
+    peer_name: *const c_char,
+) -> sfu_result {
     run(|| {
         let s = guard::lookup(server)?;
         let room = cstr_arg(room_id, "room_id")?;
@@ -231,7 +242,8 @@ pub unsafe extern "C" fn sfu_server_request(
         let room = cstr_arg(room_id, "room_id")?;
         let peer = cstr_arg(peer_name, "peer_name")?;
         let json = guard::bytes_arg(request_json, "request_json")?;
-        s.request(room, peer, request_id, json).map_err(guard::map_err)
+        s.request(room, peer, request_id, json)
+            .map_err(guard::map_err)
     })
 }
 

@@ -48,6 +48,7 @@ pub struct MediaEnv {
     pub fingerprint: String,
     pub max_message_size: usize,
     pub transport_timeout: Duration,
+    pub limits: crate::config::Limits,
 }
 
 /// Datagram sink: (source, destination, bytes).
@@ -63,7 +64,10 @@ pub enum MediaEvent {
     /// An RTP packet from the browser (producer side).
     Rtp(RtpPacket),
     /// The browser asks for a keyframe on one of our outgoing streams (consumer side).
-    KeyframeRequest { mid: Mid, kind: KeyframeRequestKind },
+    KeyframeRequest {
+        mid: Mid,
+        kind: KeyframeRequestKind,
+    },
     Ingress(str0m::stats::MediaIngressStats),
     Egress(str0m::stats::MediaEgressStats),
     /// The transport can no longer carry media (failed, or silent too long).
@@ -155,7 +159,9 @@ impl TransportMedia {
         }
         self.rtc = Some(rtc);
         self.drain(now, None);
-        self.with_rtc(now, None, |rtc| rtc.handle_input(Input::Timeout(now)).map(|_| ()));
+        self.with_rtc(now, None, |rtc| {
+            rtc.handle_input(Input::Timeout(now)).map(|_| ())
+        });
         if self.dir == Dir::Send {
             self.with_rtc(now, None, |rtc| {
                 rtc.direct_api().enable_twcc_feedback();
@@ -178,7 +184,12 @@ impl TransportMedia {
     }
 
     /// Run `f` on the Rtc (if built) and drain its output. Errors make the transport dead.
-    fn with_rtc(&mut self, now: Instant, tx: Option<&mut Tx>, f: impl FnOnce(&mut Rtc) -> Result<(), str0m::RtcError>) {
+    fn with_rtc(
+        &mut self,
+        now: Instant,
+        tx: Option<&mut Tx>,
+        f: impl FnOnce(&mut Rtc) -> Result<(), str0m::RtcError>,
+    ) {
         let Some(rtc) = self.rtc.as_mut() else { return };
         if let Err(e) = f(rtc) {
             self.mark_dead(format!("rtc error: {e}"));
@@ -211,7 +222,9 @@ impl TransportMedia {
                     self.bytes_tx += t.contents.len() as u64;
                     match tx.as_deref_mut() {
                         Some(tx) => tx(t.source, t.destination, &t.contents),
-                        None => self.queued.push((t.source, t.destination, t.contents.to_vec())),
+                        None => self
+                            .queued
+                            .push((t.source, t.destination, t.contents.to_vec())),
                     }
                 }
                 Ok(Output::Event(e)) => match e {
@@ -227,7 +240,10 @@ impl TransportMedia {
                         }
                     }
                     Event::RtpPacket(p) => evs.push(MediaEvent::Rtp(p)),
-                    Event::KeyframeRequest(k) => evs.push(MediaEvent::KeyframeRequest { mid: k.mid, kind: k.kind }),
+                    Event::KeyframeRequest(k) => evs.push(MediaEvent::KeyframeRequest {
+                        mid: k.mid,
+                        kind: k.kind,
+                    }),
                     Event::MediaIngressStats(s) => evs.push(MediaEvent::Ingress(s)),
                     Event::MediaEgressStats(s) => evs.push(MediaEvent::Egress(s)),
                     Event::PeerStats(s) => {
@@ -281,7 +297,12 @@ impl TransportMedia {
     }
 
     /// Apply the client's DTLS parameters. `active`: we are the DTLS client.
-    pub fn start_dtls(&mut self, now: Instant, fp: Fingerprint, active: bool) -> Result<(), String> {
+    pub fn start_dtls(
+        &mut self,
+        now: Instant,
+        fp: Fingerprint,
+        active: bool,
+    ) -> Result<(), String> {
         if self.dtls_started || self.remote_dtls.is_some() {
             return Err("DTLS parameters already set".into());
         }
@@ -307,15 +328,26 @@ impl TransportMedia {
 
     fn set_remote_ufrag(&mut self, now: Instant, ufrag: String) {
         self.with_rtc(now, None, |rtc| {
-            rtc.direct_api().set_remote_ice_credentials(IceCreds { ufrag, pass: "unused-by-ice-lite".into() });
+            rtc.direct_api().set_remote_ice_credentials(IceCreds {
+                ufrag,
+                pass: "unused-by-ice-lite".into(),
+            });
             Ok(())
         });
     }
 
     /// Register a producer's streams (send transports; builds the Rtc on the first).
-    pub fn add_producer(&mut self, now: Instant, mid: &str, kind: Kind, streams: &[(u32, Option<u32>)], mapping: &ProducerMapping) {
+    pub fn add_producer(
+        &mut self,
+        now: Instant,
+        mid: &str,
+        kind: Kind,
+        streams: &[(u32, Option<u32>)],
+        mapping: &ProducerMapping,
+    ) {
         if self.rtc.is_none() {
-            self.pending_rx.push((mid.to_string(), kind, streams.to_vec()));
+            self.pending_rx
+                .push((mid.to_string(), kind, streams.to_vec()));
             let (exts, codecs) = send_codec_config(kind, mapping);
             self.build(now, exts, codecs);
             return;
@@ -331,7 +363,8 @@ impl TransportMedia {
                 rtc.direct_api().declare_media(mid, mk);
             }
             for (i, (ssrc, rtx)) in streams.iter().enumerate() {
-                let rid = (streams.len() > 1).then(|| str0m::media::Rid::from(format!("r{i}").as_str()));
+                let rid =
+                    (streams.len() > 1).then(|| str0m::media::Rid::from(format!("r{i}").as_str()));
                 let mut api = rtc.direct_api();
                 let rx = api.expect_stream_rx(Ssrc::from(*ssrc), rtx.map(Ssrc::from), mid, rid);
                 if kind == Kind::Audio && rtx.is_none() {
@@ -355,14 +388,22 @@ impl TransportMedia {
     }
 
     /// Declare a consumer's outgoing stream (receive transports).
-    pub fn add_consumer(&mut self, now: Instant, mid: &str, kind: Kind, ssrc: u32, rtx: Option<u32>) {
+    pub fn add_consumer(
+        &mut self,
+        now: Instant,
+        mid: &str,
+        kind: Kind,
+        ssrc: u32,
+        rtx: Option<u32>,
+    ) {
         let mid: Mid = mid.into();
         let mk = media_kind(kind);
         self.with_rtc(now, None, |rtc| {
             if !has_media(rtc, mid) {
                 rtc.direct_api().declare_media(mid, mk);
             }
-            rtc.direct_api().declare_stream_tx(Ssrc::from(ssrc), rtx.map(Ssrc::from), mid, None);
+            rtc.direct_api()
+                .declare_stream_tx(Ssrc::from(ssrc), rtx.map(Ssrc::from), mid, None);
             Ok(())
         });
     }
@@ -401,14 +442,25 @@ impl TransportMedia {
         payload: Arc<[u8]>,
         tx: &mut Tx,
     ) -> bool {
-        let Some(rtc) = self.rtc.as_mut() else { return false };
+        let Some(rtc) = self.rtc.as_mut() else {
+            return false;
+        };
         let mut api = rtc.direct_api();
-        let Some(stream) = api.stream_tx(&Ssrc::from(ssrc)) else { return false };
+        let Some(stream) = api.stream_tx(&Ssrc::from(ssrc)) else {
+            return false;
+        };
+        // Nackable only with an RTX SSRC. str0m caches a nackable packet whenever the
+        // PT has an RTX PT in the Rtc's codec table (receive transports carry the whole
+        // room table), and on a NACK it resends it on the RTX SSRC, panicking
+        // ("Should have RTX SSRC for resends") when the stream has none, which took the
+        // whole room down. Consumers without RTX exist: a peer without RTX in its
+        // capabilities, or `rtpSettings.useRtx: false`, while browsers still NACK.
+        let nackable = stream.rtx().is_some();
         stream.write_rtp(
             RtpWrite::new(pt.into(), SeqNo::from(seq), ts, wallclock, payload)
                 .marker(marker)
                 .ext_vals(ext)
-                .nackable(true),
+                .nackable(nackable),
         );
         drop(api);
         // The packet leaves on the next timeout input (str0m-notes gotcha 4).
@@ -421,7 +473,13 @@ impl TransportMedia {
     }
 
     /// A datagram for this transport (`data`) or a timer tick (`None`).
-    pub fn handle_input(&mut self, now: Instant, input: Option<(SocketAddr, &[u8])>, evs: &mut Vec<MediaEvent>, tx: &mut Tx) {
+    pub fn handle_input(
+        &mut self,
+        now: Instant,
+        input: Option<(SocketAddr, &[u8])>,
+        evs: &mut Vec<MediaEvent>,
+        tx: &mut Tx,
+    ) {
         if self.closed {
             return;
         }
@@ -429,7 +487,14 @@ impl TransportMedia {
             tx(s, d, &b);
         }
         match input {
-            Some((src, data)) => self.receive(now, src, data, evs, Some(tx)),
+            Some((src, data)) => {
+                // Counted here, once per datagram from the socket: `receive` also
+                // replays kept datagrams (before the send Rtc is built, early DTLS),
+                // which counting there would add a second time to `bytesReceived`.
+                self.last_rx = Some(now);
+                self.bytes_rx += data.len() as u64;
+                self.receive(now, src, data, evs, Some(tx))
+            }
             None => {
                 if self.rtc.is_some() && self.next_rtc_timeout.is_none_or(|t| t <= now) {
                     if let Some(rtc) = self.rtc.as_mut() {
@@ -462,9 +527,16 @@ impl TransportMedia {
         }
     }
 
-    fn receive(&mut self, now: Instant, src: SocketAddr, data: &[u8], evs: &mut Vec<MediaEvent>, tx: Option<&mut Tx>) {
-        self.last_rx = Some(now);
-        self.bytes_rx += data.len() as u64;
+    /// Process one datagram, fresh from the socket or replayed from a buffer (the
+    /// caller accounts for it: see `handle_input`).
+    fn receive(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        data: &[u8],
+        evs: &mut Vec<MediaEvent>,
+        tx: Option<&mut Tx>,
+    ) {
         let is_stun = data.len() >= 20 && data[0] < 2;
         if is_stun {
             if let Some(remote) = self.authenticated_remote_ufrag(data) {
@@ -495,7 +567,9 @@ impl TransportMedia {
             }
             return;
         }
-        let Ok(r) = Receive::new(Protocol::Udp, src, self.env.ice_addr, data) else { return };
+        let Ok(r) = Receive::new(Protocol::Udp, src, self.env.ice_addr, data) else {
+            return;
+        };
         let rtc = self.rtc.as_mut().expect("built");
         let input = Input::Receive(now, r);
         if !rtc.accepts(&input) {
@@ -522,7 +596,8 @@ impl TransportMedia {
             return Some(remote.to_string());
         }
         let hmac = crate::net::stun::hmac_provider();
-        msg.verify(self.creds.pass.as_bytes(), |k, p| hmac.sha1_hmac(k, p)).then(|| remote.to_string())
+        msg.verify(self.creds.pass.as_bytes(), |k, p| hmac.sha1_hmac(k, p))
+            .then(|| remote.to_string())
     }
 
     /// When this transport next needs a tick.
@@ -536,7 +611,11 @@ impl TransportMedia {
             Some(t) if self.rtc.is_some() => t.min(dead_at),
             _ => dead_at,
         };
-        Some(if self.queued.is_empty() { t } else { self.created.min(t) })
+        Some(if self.queued.is_empty() {
+            t
+        } else {
+            self.created.min(t)
+        })
     }
 
     /// Transmits queued by control-plane calls.
@@ -573,7 +652,9 @@ impl TransportMedia {
         self.bwe_bps
     }
     pub fn selected_tuple(&self) -> Option<(SocketAddr, SocketAddr)> {
-        self.selected.or(self.remote_addrs.last().copied()).map(|r| (self.env.ice_addr, r))
+        self.selected
+            .or(self.remote_addrs.last().copied())
+            .map(|r| (self.env.ice_addr, r))
     }
     pub fn ice_state_name(&self) -> &'static str {
         if self.closed {

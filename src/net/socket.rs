@@ -25,7 +25,10 @@ pub fn bind_in_range(ip: Ipv4Addr, min: u16, max: u16, start_hint: u64) -> io::R
             Err(e) => return Err(e),
         }
     }
-    Err(io::Error::new(io::ErrorKind::AddrInUse, format!("no free UDP port on {ip} in {min}..={max}")))
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!("no free UDP port on {ip} in {min}..={max}"),
+    ))
 }
 
 /// An eventfd used to wake a worker blocked in `poll`.
@@ -41,14 +44,20 @@ impl Waker {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: fd is a fresh, valid descriptor.
-        Ok(Waker { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+        Ok(Waker {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
     }
 
     pub fn wake(&self) {
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a valid u64 to our eventfd.
         unsafe {
-            libc::write(self.fd.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8);
+            libc::write(
+                self.fd.as_raw_fd(),
+                &one as *const u64 as *const libc::c_void,
+                8,
+            );
         }
     }
 
@@ -56,7 +65,11 @@ impl Waker {
         let mut v: u64 = 0;
         // SAFETY: reads 8 bytes into a valid u64 from our non-blocking eventfd.
         unsafe {
-            libc::read(self.fd.as_raw_fd(), &mut v as *mut u64 as *mut libc::c_void, 8);
+            libc::read(
+                self.fd.as_raw_fd(),
+                &mut v as *mut u64 as *mut libc::c_void,
+                8,
+            );
         }
     }
 
@@ -69,40 +82,73 @@ impl Waker {
 /// Returns (socket readable, waker fired).
 pub fn wait(sock: RawFd, waker: RawFd, timeout: Option<Duration>) -> (bool, bool) {
     let mut fds = [
-        libc::pollfd { fd: sock, events: libc::POLLIN, revents: 0 },
-        libc::pollfd { fd: waker, events: libc::POLLIN, revents: 0 },
+        libc::pollfd {
+            fd: sock,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: waker,
+            events: libc::POLLIN,
+            revents: 0,
+        },
     ];
     let ms: libc::c_int = match timeout {
         None => -1,
-        Some(d) => d.as_millis().min(60_000) as libc::c_int + if d.subsec_nanos() % 1_000_000 != 0 { 1 } else { 0 },
+        Some(d) => {
+            d.as_millis().min(60_000) as libc::c_int
+                + if d.subsec_nanos() % 1_000_000 != 0 {
+                    1
+                } else {
+                    0
+                }
+        }
     };
     // SAFETY: fds is a valid array of 2 pollfd for the duration of the call.
     let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
     if n <= 0 {
         return (false, false);
     }
-    (fds[0].revents & (libc::POLLIN | libc::POLLERR) != 0, fds[1].revents & libc::POLLIN != 0)
+    (
+        fds[0].revents & (libc::POLLIN | libc::POLLERR) != 0,
+        fds[1].revents & libc::POLLIN != 0,
+    )
 }
 
 /// Receive up to `bufs.len()` datagrams with one `recvmmsg` call.
 /// Returns the number received; fills `lens` and `addrs`.
-pub fn recv_batch(sock: &UdpSocket, bufs: &mut [Vec<u8>], lens: &mut [usize], addrs: &mut [Option<SocketAddr>]) -> usize {
+pub fn recv_batch(
+    sock: &UdpSocket,
+    bufs: &mut [Vec<u8>],
+    lens: &mut [usize],
+    addrs: &mut [Option<SocketAddr>],
+) -> usize {
     const MAX: usize = 32;
     let n = bufs.len().min(MAX);
     let mut iovs: [libc::iovec; MAX] = unsafe { std::mem::zeroed() };
     let mut names: [libc::sockaddr_storage; MAX] = unsafe { std::mem::zeroed() };
     let mut msgs: [libc::mmsghdr; MAX] = unsafe { std::mem::zeroed() };
     for i in 0..n {
-        iovs[i] = libc::iovec { iov_base: bufs[i].as_mut_ptr() as *mut libc::c_void, iov_len: bufs[i].len() };
+        iovs[i] = libc::iovec {
+            iov_base: bufs[i].as_mut_ptr() as *mut libc::c_void,
+            iov_len: bufs[i].len(),
+        };
         msgs[i].msg_hdr.msg_iov = &mut iovs[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
         msgs[i].msg_hdr.msg_name = &mut names[i] as *mut _ as *mut libc::c_void;
-        msgs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        msgs[i].msg_hdr.msg_namelen =
+            std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     }
     // SAFETY: msgs/iovs/names live on this stack frame during the call and point to
     // buffers of the given lengths.
     let r = unsafe {
-        libc::recvmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT, std::ptr::null_mut())
+        libc::recvmmsg(
+            sock.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            n as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
     };
     if r <= 0 {
         return 0;

@@ -37,7 +37,9 @@ pub fn binding_request_local_ufrag(data: &[u8]) -> Option<String> {
 
 /// Does the binding request verify with `password`?
 pub fn verify(data: &[u8], password: &str) -> bool {
-    let Ok(msg) = str0m::ice::StunMessage::parse(data) else { return false };
+    let Ok(msg) = str0m::ice::StunMessage::parse(data) else {
+        return false;
+    };
     let hmac = hmac_provider();
     msg.verify(password.as_bytes(), |k, p| hmac.sha1_hmac(k, p))
 }

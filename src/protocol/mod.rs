@@ -30,7 +30,8 @@ pub fn decode(bytes: &[u8], max_size: usize) -> ReqResult<Message> {
             bytes.len()
         )));
     }
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| ReqError(format!("invalid JSON: {e}")))?;
+    let v: Value =
+        serde_json::from_slice(bytes).map_err(|e| ReqError(format!("invalid JSON: {e}")))?;
     let Value::Object(body) = v else {
         return Err("message must be a JSON object".into());
     };
@@ -41,7 +42,11 @@ pub fn decode(bytes: &[u8], max_size: usize) -> ReqResult<Message> {
         None => return Err("missing field `method`".into()),
     };
     let notification_flag = body.get("notification").map(truthy).unwrap_or(false);
-    Ok(Message { method, body, notification_flag })
+    Ok(Message {
+        method,
+        body,
+        notification_flag,
+    })
 }
 
 fn truthy(v: &Value) -> bool {
@@ -59,7 +64,8 @@ impl Message {
     pub fn id(&self, key: &str) -> ReqResult<u64> {
         match self.body.get(key) {
             None | Some(Value::Null) => Err(ReqError(format!("missing field `{key}`"))),
-            Some(v) => as_id(v).ok_or_else(|| ReqError(format!("field `{key}` must be a non-negative integer"))),
+            Some(v) => as_id(v)
+                .ok_or_else(|| ReqError(format!("field `{key}` must be a non-negative integer"))),
         }
     }
 
@@ -88,7 +94,8 @@ impl Message {
     }
 
     pub fn str(&self, key: &str) -> ReqResult<&str> {
-        self.opt_str(key)?.ok_or_else(|| ReqError(format!("missing field `{key}`")))
+        self.opt_str(key)?
+            .ok_or_else(|| ReqError(format!("missing field `{key}`")))
     }
 
     /// An optional number (e.g. a stats interval).
@@ -167,15 +174,31 @@ mod tests {
     fn decode_rejects_bad_input_with_reasons() {
         assert!(decode(b"{", 100).unwrap_err().0.contains("invalid JSON"));
         assert!(decode(b"[]", 100).unwrap_err().0.contains("JSON object"));
-        assert!(decode(b"{}", 100).unwrap_err().0.contains("missing field `method`"));
-        assert!(decode(br#"{"method":1}"#, 100).unwrap_err().0.contains("must be a string"));
-        assert!(decode(&[b' '; 200], 100).unwrap_err().0.contains("too large"));
-        assert!(decode(&[0xff, 0xfe], 100).unwrap_err().0.contains("invalid JSON"));
+        assert!(decode(b"{}", 100)
+            .unwrap_err()
+            .0
+            .contains("missing field `method`"));
+        assert!(decode(br#"{"method":1}"#, 100)
+            .unwrap_err()
+            .0
+            .contains("must be a string"));
+        assert!(decode(&[b' '; 200], 100)
+            .unwrap_err()
+            .0
+            .contains("too large"));
+        assert!(decode(&[0xff, 0xfe], 100)
+            .unwrap_err()
+            .0
+            .contains("invalid JSON"));
     }
 
     #[test]
     fn ids_must_be_exact_js_integers() {
-        let m = decode(br#"{"method":"x","a":12,"b":-1,"c":"12","d":1.5,"e":12.0,"f":9007199254740993}"#, 1000).unwrap();
+        let m = decode(
+            br#"{"method":"x","a":12,"b":-1,"c":"12","d":1.5,"e":12.0,"f":9007199254740993}"#,
+            1000,
+        )
+        .unwrap();
         assert_eq!(m.id("a").unwrap(), 12);
         assert!(m.id("b").is_err());
         assert!(m.id("c").is_err());
@@ -187,7 +210,8 @@ mod tests {
 
     #[test]
     fn notification_has_envelope() {
-        let n: Value = serde_json::from_str(&notification("peerClosed", json!({"name":"a"}))).unwrap();
+        let n: Value =
+            serde_json::from_str(&notification("peerClosed", json!({"name":"a"}))).unwrap();
         assert_eq!(n["method"], "peerClosed");
         assert_eq!(n["target"], "peer");
         assert_eq!(n["notification"], true);

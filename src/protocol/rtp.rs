@@ -17,7 +17,10 @@ pub struct RtcpFeedback {
 
 impl RtcpFeedback {
     pub fn new(kind: &str, parameter: Option<&str>) -> Self {
-        RtcpFeedback { kind: kind.into(), parameter: parameter.map(Into::into) }
+        RtcpFeedback {
+            kind: kind.into(),
+            parameter: parameter.map(Into::into),
+        }
     }
     /// Same type and same parameter, an empty parameter meaning none.
     pub fn same(&self, o: &RtcpFeedback) -> bool {
@@ -185,11 +188,15 @@ pub fn codec_name(name: &Option<String>, mime_type: &Option<String>) -> Option<S
 
 /// The kind part of a `mimeType` ("audio/opus" -> "audio").
 pub fn mime_kind(mime_type: &Option<String>) -> Option<String> {
-    mime_type.as_ref().and_then(|m| m.split_once('/')).map(|(k, _)| k.to_ascii_lowercase())
+    mime_type
+        .as_ref()
+        .and_then(|m| m.split_once('/'))
+        .map(|(k, _)| k.to_ascii_lowercase())
 }
 
 /// An integer fmtp parameter (JSON number, or a numeric string for leniency).
 pub fn int_param(params: &Option<Map<String, Value>>, key: &str) -> Option<i64> {
     let v = params.as_ref()?.get(key)?;
-    v.as_i64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
 }

@@ -36,7 +36,8 @@ impl Kind {
 
 pub const URI_AUDIO_LEVEL: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 pub const URI_ABS_SEND_TIME: &str = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time";
-pub const URI_TWCC: &str = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+pub const URI_TWCC: &str =
+    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
 pub const URI_MID: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
 pub const URI_RID: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
 pub const URI_VIDEO_ORIENTATION: &str = "urn:3gpp:video-orientation";
@@ -183,7 +184,9 @@ fn feedback_for(kind: Kind, name: &str) -> Vec<RtcpFeedback> {
             RtcpFeedback::new("goog-remb", None),
             RtcpFeedback::new("transport-cc", None),
         ],
-        Kind::Audio if name.eq_ignore_ascii_case("opus") => vec![RtcpFeedback::new("transport-cc", None)],
+        Kind::Audio if name.eq_ignore_ascii_case("opus") => {
+            vec![RtcpFeedback::new("transport-cc", None)]
+        }
         Kind::Audio => vec![],
     }
 }
@@ -207,7 +210,8 @@ impl RoomCaps {
         let codecs = match options.map(str::trim).filter(|s| !s.is_empty()) {
             None => default_media_codecs(),
             Some(s) => {
-                let v: Value = serde_json::from_str(s).map_err(|e| format!("room options are not valid JSON: {e}"))?;
+                let v: Value = serde_json::from_str(s)
+                    .map_err(|e| format!("room options are not valid JSON: {e}"))?;
                 let obj = v.as_object().ok_or("room options must be a JSON object")?;
                 for k in obj.keys() {
                     if k != "mediaCodecs" {
@@ -243,27 +247,39 @@ impl RoomCaps {
         };
         let mut codecs: Vec<RoomCodec> = Vec::new();
         for (i, entry) in list.iter().enumerate() {
-            let o = entry.as_object().ok_or_else(|| format!("mediaCodecs[{i}] must be an object"))?;
-            let kind_s = o.get("kind").and_then(Value::as_str).ok_or_else(|| format!("mediaCodecs[{i}].kind must be \"audio\" or \"video\""))?;
-            let kind = Kind::parse(kind_s).ok_or_else(|| format!("mediaCodecs[{i}].kind must be \"audio\" or \"video\""))?;
+            let o = entry
+                .as_object()
+                .ok_or_else(|| format!("mediaCodecs[{i}] must be an object"))?;
+            let kind_s = o
+                .get("kind")
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("mediaCodecs[{i}].kind must be \"audio\" or \"video\""))?;
+            let kind = Kind::parse(kind_s)
+                .ok_or_else(|| format!("mediaCodecs[{i}].kind must be \"audio\" or \"video\""))?;
             let name = o
                 .get("name")
                 .and_then(Value::as_str)
                 .map(str::to_string)
-                .or_else(|| codec_name(&None, &o.get("mimeType").and_then(Value::as_str).map(str::to_string)))
+                .or_else(|| {
+                    codec_name(
+                        &None,
+                        &o.get("mimeType")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
+                    )
+                })
                 .ok_or_else(|| format!("mediaCodecs[{i}].name must be a string"))?;
             let clock_rate = o
                 .get("clockRate")
                 .and_then(Value::as_u64)
                 .filter(|c| *c > 0 && *c <= 1_000_000)
-                .ok_or_else(|| format!("mediaCodecs[{i}].clockRate must be a positive integer"))? as u32;
+                .ok_or_else(|| format!("mediaCodecs[{i}].clockRate must be a positive integer"))?
+                as u32;
             let channels = match o.get("channels") {
                 None | Some(Value::Null) => None,
-                Some(c) => Some(
-                    c.as_u64()
-                        .filter(|c| (1..=8).contains(c))
-                        .ok_or_else(|| format!("mediaCodecs[{i}].channels must be an integer in 1..=8"))? as u8,
-                ),
+                Some(c) => Some(c.as_u64().filter(|c| (1..=8).contains(c)).ok_or_else(|| {
+                    format!("mediaCodecs[{i}].channels must be an integer in 1..=8")
+                })? as u8),
             };
             let parameters = match o.get("parameters") {
                 None | Some(Value::Null) => Map::new(),
@@ -271,7 +287,9 @@ impl RoomCaps {
                 Some(_) => return Err(format!("mediaCodecs[{i}].parameters must be an object")),
             };
             if name.eq_ignore_ascii_case("rtx") {
-                return Err(format!("mediaCodecs[{i}]: rtx is added by the room, do not list it"));
+                return Err(format!(
+                    "mediaCodecs[{i}]: rtx is added by the room, do not list it"
+                ));
             }
             let sup = SUPPORTED
                 .iter()
@@ -281,7 +299,9 @@ impl RoomCaps {
                         && *c == clock_rate
                         && match kind {
                             // opus is always stereo in SDP; other audio defaults to mono.
-                            Kind::Audio => channels.unwrap_or(*ch.as_ref().unwrap_or(&1)) == ch.unwrap_or(1),
+                            Kind::Audio => {
+                                channels.unwrap_or(*ch.as_ref().unwrap_or(&1)) == ch.unwrap_or(1)
+                            }
                             Kind::Video => true,
                         }
                 })
@@ -295,18 +315,27 @@ impl RoomCaps {
             if sup.1 == "H264" {
                 let pm = int_param(&Some(parameters.clone()), "packetization-mode").unwrap_or(0);
                 if pm != 0 && pm != 1 {
-                    return Err(format!("mediaCodecs[{i}]: H264 packetization-mode must be 0 or 1"));
+                    return Err(format!(
+                        "mediaCodecs[{i}]: H264 packetization-mode must be 0 or 1"
+                    ));
                 }
                 if let Some(p) = parameters.get("profile-level-id") {
-                    let ok = p.as_str().map(|s| s.len() == 6 && u32::from_str_radix(s, 16).is_ok()).unwrap_or(false);
+                    let ok = p
+                        .as_str()
+                        .map(|s| s.len() == 6 && u32::from_str_radix(s, 16).is_ok())
+                        .unwrap_or(false);
                     if !ok {
-                        return Err(format!("mediaCodecs[{i}]: H264 profile-level-id must be 6 hex digits"));
+                        return Err(format!(
+                            "mediaCodecs[{i}]: H264 profile-level-id must be 6 hex digits"
+                        ));
                     }
                 }
             }
             for (k, v) in &parameters {
                 if !(v.is_string() || v.is_number()) {
-                    return Err(format!("mediaCodecs[{i}].parameters.{k} must be a string or a number"));
+                    return Err(format!(
+                        "mediaCodecs[{i}].parameters.{k} must be a string or a number"
+                    ));
                 }
             }
             let pt = match sup.4 {
@@ -341,14 +370,24 @@ impl RoomCaps {
                     && c.packetization_mode() == codec.packetization_mode()
                     && c.parameters == codec.parameters
             }) {
-                return Err(format!("mediaCodecs[{i}]: duplicate codec {}", codec.mime_type()));
+                return Err(format!(
+                    "mediaCodecs[{i}]: duplicate codec {}",
+                    codec.mime_type()
+                ));
             }
             if kind == Kind::Video {
                 codec.rtx_pt = Some(next_pt(&mut used)?);
             }
             codecs.push(codec);
         }
-        let exts = ROOM_EXTENSIONS.iter().map(|(k, u, id)| RoomExt { kind: *k, uri: u, id: *id }).collect();
+        let exts = ROOM_EXTENSIONS
+            .iter()
+            .map(|(k, u, id)| RoomExt {
+                kind: *k,
+                uri: u,
+                id: *id,
+            })
+            .collect();
         Ok(RoomCaps { codecs, exts })
     }
 
@@ -390,22 +429,39 @@ impl RoomCaps {
                 codecs.push((r, vec![]));
             }
         }
-        PeerCaps { codecs, ext_ids: self.exts.iter().map(|e| e.id).collect() }
+        PeerCaps {
+            codecs,
+            ext_ids: self.exts.iter().map(|e| e.id).collect(),
+        }
     }
 
     /// Validate a peer's `join.rtpCapabilities` (§4.2 step 1).
     pub fn validate_peer_caps(&self, caps: &RtpCapabilities) -> ReqResult<PeerCaps> {
-        let mut out = PeerCaps { codecs: Vec::new(), ext_ids: Vec::new() };
+        let mut out = PeerCaps {
+            codecs: Vec::new(),
+            ext_ids: Vec::new(),
+        };
         for c in &caps.codecs {
-            let name = codec_name(&c.name, &c.mime_type).ok_or("unsupported codec [missing name/mimeType]")?;
-            let pt = c
-                .preferred_payload_type
-                .ok_or_else(|| ReqError(format!("unsupported codec [{name}: missing preferredPayloadType]")))?;
+            let name = codec_name(&c.name, &c.mime_type)
+                .ok_or("unsupported codec [missing name/mimeType]")?;
+            let pt = c.preferred_payload_type.ok_or_else(|| {
+                ReqError(format!(
+                    "unsupported codec [{name}: missing preferredPayloadType]"
+                ))
+            })?;
             let describe = || format!("unsupported codec [name:{name}, payloadType:{pt}]");
-            let kind = c.kind.as_deref().map(str::to_string).or_else(|| mime_kind(&c.mime_type));
+            let kind = c
+                .kind
+                .as_deref()
+                .map(str::to_string)
+                .or_else(|| mime_kind(&c.mime_type));
             if name.eq_ignore_ascii_case("rtx") {
-                let rc = self.codec_by_rtx_pt(pt).ok_or_else(|| ReqError(describe()))?;
-                if c.clock_rate != rc.clock_rate || kind.as_deref().is_some_and(|k| k != rc.kind.as_str()) {
+                let rc = self
+                    .codec_by_rtx_pt(pt)
+                    .ok_or_else(|| ReqError(describe()))?;
+                if c.clock_rate != rc.clock_rate
+                    || kind.as_deref().is_some_and(|k| k != rc.kind.as_str())
+                {
                     return Err(ReqError(describe()));
                 }
                 out.codecs.push((pt, vec![]));
@@ -428,7 +484,9 @@ impl RoomCaps {
             let ok = self.exts.iter().any(|re| {
                 re.id == e.preferred_id
                     && re.uri == e.uri
-                    && e.kind.as_deref().is_none_or(|k| k.is_empty() || k == re.kind.as_str())
+                    && e.kind
+                        .as_deref()
+                        .is_none_or(|k| k.is_empty() || k == re.kind.as_str())
             });
             if !ok {
                 return Err(ReqError(format!(
@@ -467,13 +525,17 @@ impl RoomCaps {
         let mut map = ProducerMapping::default();
         // Media codecs first.
         for c in &p.codecs {
-            let name = codec_name(&c.name, &c.mime_type).ok_or_else(|| wrong("codec without name or mimeType".into()))?;
+            let name = codec_name(&c.name, &c.mime_type)
+                .ok_or_else(|| wrong("codec without name or mimeType".into()))?;
             if name.eq_ignore_ascii_case("rtx") {
                 continue;
             }
             if let Some(k) = mime_kind(&c.mime_type) {
                 if k != kind.as_str() {
-                    return Err(wrong(format!("codec {name} is not of kind {}", kind.as_str())));
+                    return Err(wrong(format!(
+                        "codec {name} is not of kind {}",
+                        kind.as_str()
+                    )));
                 }
             }
             let pm = int_param(&c.parameters, "packetization-mode").unwrap_or(0);
@@ -484,11 +546,23 @@ impl RoomCaps {
                     rc.kind == kind
                         && rc.name.eq_ignore_ascii_case(&name)
                         && rc.clock_rate == c.clock_rate
-                        && (kind == Kind::Video || c.channels.unwrap_or(1) == rc.channels.unwrap_or(1))
+                        && (kind == Kind::Video
+                            || c.channels.unwrap_or(1) == rc.channels.unwrap_or(1))
                         && (!rc.name.eq_ignore_ascii_case("H264") || pm == rc.packetization_mode())
                 })
-                .ok_or_else(|| wrong(format!("unsupported codec {}/{name}/{}", kind.as_str(), c.clock_rate)))?;
-            map.codecs.push(CodecMap { producer_pt: c.payload_type, room_pt: rc.pt, producer_rtx_pt: None, room_rtx_pt: None });
+                .ok_or_else(|| {
+                    wrong(format!(
+                        "unsupported codec {}/{name}/{}",
+                        kind.as_str(),
+                        c.clock_rate
+                    ))
+                })?;
+            map.codecs.push(CodecMap {
+                producer_pt: c.payload_type,
+                room_pt: rc.pt,
+                producer_rtx_pt: None,
+                room_rtx_pt: None,
+            });
         }
         if map.codecs.is_empty() {
             return Err(wrong("no media codec".into()));
@@ -499,7 +573,8 @@ impl RoomCaps {
             if !name.eq_ignore_ascii_case("rtx") {
                 continue;
             }
-            let apt = int_param(&c.parameters, "apt").ok_or_else(|| wrong(format!("RTX codec {} without apt", c.payload_type)))?;
+            let apt = int_param(&c.parameters, "apt")
+                .ok_or_else(|| wrong(format!("RTX codec {} without apt", c.payload_type)))?;
             let cm = map
                 .codecs
                 .iter_mut()
@@ -508,7 +583,12 @@ impl RoomCaps {
             let room_rtx = self
                 .codec_by_pt(cm.room_pt)
                 .and_then(|rc| rc.rtx_pt)
-                .ok_or_else(|| wrong(format!("the room has no RTX for payloadType {}", cm.room_pt)))?;
+                .ok_or_else(|| {
+                    wrong(format!(
+                        "the room has no RTX for payloadType {}",
+                        cm.room_pt
+                    ))
+                })?;
             if cm.producer_rtx_pt.is_some() {
                 return Err(wrong(format!("two RTX codecs for payloadType {apt}")));
             }
@@ -517,13 +597,20 @@ impl RoomCaps {
         }
         for e in &p.header_extensions {
             if !(1..=14).contains(&e.id) {
-                return Err(wrong(format!("header extension id {} out of range 1..=14", e.id)));
+                return Err(wrong(format!(
+                    "header extension id {} out of range 1..=14",
+                    e.id
+                )));
             }
             if let Some(re) = self.ext_by_uri(&e.uri) {
                 if map.exts.iter().any(|x| x.producer_id == e.id) {
                     return Err(wrong(format!("duplicated header extension id {}", e.id)));
                 }
-                map.exts.push(ExtMap { uri: re.uri, producer_id: e.id, room_id: re.id });
+                map.exts.push(ExtMap {
+                    uri: re.uri,
+                    producer_id: e.id,
+                    room_id: re.id,
+                });
             }
             // Unknown URIs are dropped (mediasoup's worker does the same).
         }
@@ -536,7 +623,9 @@ impl RoomCaps {
         for enc in &p.encodings {
             if let Some(pt) = enc.codec_payload_type {
                 if !map.codecs.iter().any(|m| m.producer_pt == pt) {
-                    return Err(wrong(format!("encoding codecPayloadType {pt} is not a media codec")));
+                    return Err(wrong(format!(
+                        "encoding codecPayloadType {pt} is not a media codec"
+                    )));
                 }
             }
             if let Some(prof) = enc.profile.as_deref() {
@@ -558,16 +647,23 @@ impl RoomCaps {
                 return Err(wrong("an encoding needs an ssrc (or an encodingId)".into()));
             }
         }
-        if p.encodings.len() == 1 && p.encodings[0].profile.as_deref().is_some_and(|x| x != "default") {
+        if p.encodings.len() == 1
+            && p.encodings[0]
+                .profile
+                .as_deref()
+                .is_some_and(|x| x != "default")
+        {
             return Err(wrong("a single encoding must not carry a profile".into()));
         }
         // Consumable parameters (§8.3): room codecs in the producer's order, each with
         // its room RTX; mapped extensions minus sdes:mid.
         for m in &map.codecs {
             let rc = self.codec_by_pt(m.room_pt).expect("mapped");
-            map.consumable_codecs.push((rc.pt, rc.parameters_json(), false));
+            map.consumable_codecs
+                .push((rc.pt, rc.parameters_json(), false));
             if let Some(r) = rc.rtx_pt {
-                map.consumable_codecs.push((r, rc.rtx_parameters_json(r), true));
+                map.consumable_codecs
+                    .push((r, rc.rtx_parameters_json(r), true));
             }
         }
         map.encodings = p.encodings.clone();
@@ -637,7 +733,11 @@ impl ProducerMapping {
 
     /// Simulcast profiles of the encodings, if any encoding carries one.
     pub fn profiles(&self) -> Vec<String> {
-        self.encodings.iter().filter_map(|e| e.profile.clone()).filter(|p| p != "default" && p != "none").collect()
+        self.encodings
+            .iter()
+            .filter_map(|e| e.profile.clone())
+            .filter(|p| p != "default" && p != "none")
+            .collect()
     }
 }
 
@@ -677,7 +777,9 @@ pub fn consumer_params(
             continue;
         }
         if *is_rtx {
-            let Some(owner) = room.codec_by_rtx_pt(*pt) else { continue };
+            let Some(owner) = room.codec_by_rtx_pt(*pt) else {
+                continue;
+            };
             if !media_pts.contains(&owner.pt) {
                 continue;
             }
@@ -695,7 +797,11 @@ pub fn consumer_params(
         .exts
         .iter()
         .filter(|e| e.uri != URI_MID && peer.ext_ids.contains(&e.room_id))
-        .filter(|e| room.exts.iter().any(|re| re.id == e.room_id && re.kind == kind))
+        .filter(|e| {
+            room.exts
+                .iter()
+                .any(|re| re.id == e.room_id && re.kind == kind)
+        })
         .map(|e| e.room_id)
         .collect();
     let exts: Vec<Value> = mapping

@@ -42,13 +42,35 @@ pub(crate) fn remote_fingerprint(p: &DtlsParameters) -> ReqResult<Fingerprint> {
         .fingerprints
         .iter()
         .rev()
-        .find(|f| f.algorithm.eq_ignore_ascii_case("sha-256") || f.algorithm.eq_ignore_ascii_case("sha-1"))
+        .find(|f| {
+            f.algorithm.eq_ignore_ascii_case("sha-256") || f.algorithm.eq_ignore_ascii_case("sha-1")
+        })
         .ok_or("invalid `dtlsParameters`: no sha-256 or sha-1 fingerprint")?;
-    let len = if fp.algorithm.eq_ignore_ascii_case("sha-256") { 32 } else { 20 };
-    let bytes: Option<Vec<u8>> = fp.value.split(':').map(|h| if h.len() == 2 { u8::from_str_radix(h, 16).ok() } else { None }).collect();
+    let len = if fp.algorithm.eq_ignore_ascii_case("sha-256") {
+        32
+    } else {
+        20
+    };
+    let bytes: Option<Vec<u8>> = fp
+        .value
+        .split(':')
+        .map(|h| {
+            if h.len() == 2 {
+                u8::from_str_radix(h, 16).ok()
+            } else {
+                None
+            }
+        })
+        .collect();
     match bytes {
-        Some(b) if b.len() == len => Ok(Fingerprint { hash_func: fp.algorithm.to_ascii_lowercase(), bytes: b }),
-        _ => Err(ReqError(format!("invalid `dtlsParameters`: malformed {} fingerprint", fp.algorithm))),
+        Some(b) if b.len() == len => Ok(Fingerprint {
+            hash_func: fp.algorithm.to_ascii_lowercase(),
+            bytes: b,
+        }),
+        _ => Err(ReqError(format!(
+            "invalid `dtlsParameters`: malformed {} fingerprint",
+            fp.algorithm
+        ))),
     }
 }
 
@@ -70,6 +92,12 @@ impl Room {
         }
         if peer.is_empty() {
             return Err("empty peer name".into());
+        }
+        let limit = self.env.limits.max_peers_per_room;
+        if self.peers.len() >= limit {
+            return Err(ReqError(format!(
+                "too many peers in the room (limit {limit})"
+            )));
         }
         let caps_in: Option<RtpCapabilities> = msg.opt_typed("rtpCapabilities")?;
         let spy = msg.opt_bool("spy")?.unwrap_or(false);
@@ -95,16 +123,29 @@ impl Room {
         });
         // Consumers for every existing producer of the other peers (no notification:
         // they travel in the response).
-        let mut existing: Vec<(u64, super::PKey)> =
-            self.producers.iter().filter(|(_, p)| p.peer != peer).map(|(k, p)| (p.id, *k)).collect();
+        let mut existing: Vec<(u64, super::PKey)> = self
+            .producers
+            .iter()
+            .filter(|(_, p)| p.peer != peer)
+            .map(|(k, p)| (p.id, *k))
+            .collect();
         existing.sort_by_key(|(_, k)| *k);
         for (_, pk) in existing {
             self.create_consumer(peer, pk);
         }
         if !spy {
-            let others: Vec<String> = self.peers.iter().filter(|p| p.name != peer).map(|p| p.name.clone()).collect();
+            let others: Vec<String> = self
+                .peers
+                .iter()
+                .filter(|p| p.name != peer)
+                .map(|p| p.name.clone())
+                .collect();
             for o in others {
-                self.notify(&o, "newPeer", json!({"name": peer, "appData": app_data, "consumers": []}));
+                self.notify(
+                    &o,
+                    "newPeer",
+                    json!({"name": peer, "appData": app_data, "consumers": []}),
+                );
             }
         }
         let me = self.peer(peer).expect("just added");
@@ -117,7 +158,9 @@ impl Room {
                 .filter(|c| c.source_peer == other.name)
                 .map(|c| self.consumer_info(c))
                 .collect();
-            peers.push(json!({"name": other.name, "appData": other.app_data, "consumers": consumers}));
+            peers.push(
+                json!({"name": other.name, "appData": other.app_data, "consumers": consumers}),
+            );
         }
         Ok(json!({
             "peers": peers,
@@ -126,10 +169,24 @@ impl Room {
         }))
     }
 
-    pub(crate) fn create_transport(&mut self, now: Instant, peer: &str, msg: &Message) -> ReqResult<Value> {
+    pub(crate) fn create_transport(
+        &mut self,
+        now: Instant,
+        peer: &str,
+        msg: &Message,
+    ) -> ReqResult<Value> {
         let id = msg.id("id")?;
-        if self.peer(peer).is_some_and(|p| p.transports.contains_key(&id)) {
+        if self
+            .peer(peer)
+            .is_some_and(|p| p.transports.contains_key(&id))
+        {
             return Err("transport already exists".into());
+        }
+        let limit = self.env.limits.max_transports_per_peer;
+        if self.peer(peer).is_some_and(|p| p.transports.len() >= limit) {
+            return Err(ReqError(format!(
+                "too many transports for this peer (limit {limit})"
+            )));
         }
         let dtls: Option<DtlsParameters> = msg.opt_typed("dtlsParameters")?;
         let dir = match msg.opt_str("direction")? {
@@ -178,7 +235,8 @@ impl Room {
                 })
             })
             .collect();
-        self.demux.push(super::Demux::AddUfrag(media.ice_ufrag().to_string(), key));
+        self.demux
+            .push(super::Demux::AddUfrag(media.ice_ufrag().to_string(), key));
         self.transports.insert(
             key,
             Transport {
@@ -208,10 +266,17 @@ impl Room {
     }
 
     fn transport_key(&self, peer: &str, id: u64) -> ReqResult<super::TKey> {
-        self.peer(peer).and_then(|p| p.transports.get(&id).copied()).ok_or_else(|| "transport not found".into())
+        self.peer(peer)
+            .and_then(|p| p.transports.get(&id).copied())
+            .ok_or_else(|| "transport not found".into())
     }
 
-    pub(crate) fn restart_transport(&mut self, now: Instant, peer: &str, msg: &Message) -> ReqResult<Value> {
+    pub(crate) fn restart_transport(
+        &mut self,
+        now: Instant,
+        peer: &str,
+        msg: &Message,
+    ) -> ReqResult<Value> {
         let key = self.transport_key(peer, msg.id("id")?)?;
         let t = self.transports.get_mut(&key).expect("indexed");
         let old = t.media.ice_ufrag().to_string();
@@ -223,7 +288,12 @@ impl Room {
         Ok(json!({ "iceParameters": ice }))
     }
 
-    pub(crate) fn update_transport(&mut self, now: Instant, peer: &str, msg: &Message) -> ReqResult<Value> {
+    pub(crate) fn update_transport(
+        &mut self,
+        now: Instant,
+        peer: &str,
+        msg: &Message,
+    ) -> ReqResult<Value> {
         let key = self.transport_key(peer, msg.id("id")?)?;
         let Some(dtls) = msg.opt_typed::<DtlsParameters>("dtlsParameters")? else {
             return Ok(json!({})); // plainRtpParameters only: nothing for WebRTC transports
@@ -243,13 +313,23 @@ impl Room {
         Ok(json!({}))
     }
 
-    pub(crate) fn close_transport_by_client(&mut self, now: Instant, peer: &str, msg: &Message) -> ReqResult<Value> {
+    pub(crate) fn close_transport_by_client(
+        &mut self,
+        now: Instant,
+        peer: &str,
+        msg: &Message,
+    ) -> ReqResult<Value> {
         let key = self.transport_key(peer, msg.id("id")?)?;
         self.close_transport(now, key, false);
         Ok(json!({}))
     }
 
-    pub(crate) fn create_producer(&mut self, now: Instant, peer: &str, msg: &Message) -> ReqResult<Value> {
+    pub(crate) fn create_producer(
+        &mut self,
+        now: Instant,
+        peer: &str,
+        msg: &Message,
+    ) -> ReqResult<Value> {
         let me = self.peer(peer).expect("joined");
         if me.spy {
             return Err("spy peers cannot create producers".into());
@@ -259,7 +339,8 @@ impl Room {
             return Err("producer already exists".into());
         }
         let kind_s = msg.str("kind")?;
-        let kind = Kind::parse(kind_s).ok_or_else(|| ReqError(format!("unsupported kind: {kind_s}")))?;
+        let kind =
+            Kind::parse(kind_s).ok_or_else(|| ReqError(format!("unsupported kind: {kind_s}")))?;
         let tkey = self.transport_key(peer, msg.id("transportId")?)?;
         let params: RtpParameters = msg.typed("rtpParameters")?;
         let paused = msg.opt_bool("paused")?.unwrap_or(false);
@@ -269,25 +350,42 @@ impl Room {
         if t.dir == Dir::Recv {
             return Err("transport is not a send transport".into());
         }
+        let limit = self.env.limits.max_producers_per_transport;
+        if t.producers.len() >= limit {
+            return Err(ReqError(format!(
+                "too many producers on this transport (limit {limit})"
+            )));
+        }
         // SSRCs and MIDs must not collide with another producer of the transport.
-        let mine: Vec<u32> = mapping.encodings.iter().flat_map(|e| e.ssrc.into_iter().chain(e.rtx.map(|r| r.ssrc))).collect();
+        let mine: Vec<u32> = mapping
+            .encodings
+            .iter()
+            .flat_map(|e| e.ssrc.into_iter().chain(e.rtx.map(|r| r.ssrc)))
+            .collect();
         for pk in &t.producers {
             let other = &self.producers[pk];
             for e in &other.mapping.encodings {
                 for s in e.ssrc.into_iter().chain(e.rtx.map(|r| r.ssrc)) {
                     if mine.contains(&s) {
-                        return Err(ReqError(format!("wrong RTP parameters: ssrc {s} already used on this transport")));
+                        return Err(ReqError(format!(
+                            "wrong RTP parameters: ssrc {s} already used on this transport"
+                        )));
                     }
                 }
             }
             if params.mux_id.is_some() && Some(&other.mid) == params.mux_id.as_ref() {
-                return Err(ReqError("wrong RTP parameters: muxId already used on this transport".into()));
+                return Err(ReqError(
+                    "wrong RTP parameters: muxId already used on this transport".into(),
+                ));
             }
         }
         let pkey = self.new_key();
         let mid = params.mux_id.clone().unwrap_or_else(|| format!("p{pkey}"));
-        let streams: Vec<(u32, Option<u32>)> =
-            mapping.encodings.iter().filter_map(|e| e.ssrc.map(|s| (s, e.rtx.map(|r| r.ssrc)))).collect();
+        let streams: Vec<(u32, Option<u32>)> = mapping
+            .encodings
+            .iter()
+            .filter_map(|e| e.ssrc.map(|s| (s, e.rtx.map(|r| r.ssrc))))
+            .collect();
         let t = self.transports.get_mut(&tkey).expect("indexed");
         t.media.add_producer(now, &mid, kind, &streams, &mapping);
         t.producers.push(pkey);
@@ -311,9 +409,17 @@ impl Room {
                 counters: Default::default(),
             },
         );
-        self.peer_mut(peer).expect("joined").producers.insert(id, pkey);
+        self.peer_mut(peer)
+            .expect("joined")
+            .producers
+            .insert(id, pkey);
         // A consumer for every other peer, spies included; newConsumer before the answer.
-        let others: Vec<String> = self.peers.iter().filter(|p| p.name != peer).map(|p| p.name.clone()).collect();
+        let others: Vec<String> = self
+            .peers
+            .iter()
+            .filter(|p| p.name != peer)
+            .map(|p| p.name.clone())
+            .collect();
         for o in others {
             if let Some(cid) = self.create_consumer(&o, pkey) {
                 let mut info = self.consumer_info(&self.consumers[&cid]);
@@ -328,16 +434,30 @@ impl Room {
         self.peer(peer).and_then(|p| p.producers.get(&id).copied())
     }
 
-    pub(crate) fn update_producer(&mut self, now: Instant, peer: &str, msg: &Message) -> ReqResult<Value> {
-        let pkey = self.producer_key(peer, msg.id("id")?).ok_or("producer not found")?;
+    pub(crate) fn update_producer(
+        &mut self,
+        now: Instant,
+        peer: &str,
+        msg: &Message,
+    ) -> ReqResult<Value> {
+        let pkey = self
+            .producer_key(peer, msg.id("id")?)
+            .ok_or("producer not found")?;
         let params: RtpParameters = msg.typed("rtpParameters")?;
         let kind = self.producers[&pkey].kind;
         let mapping = self.caps.map_producer(kind, &params)?;
         let p = self.producers.get_mut(&pkey).expect("indexed");
-        let old: Vec<(u32, Option<u32>)> =
-            p.mapping.encodings.iter().filter_map(|e| e.ssrc.map(|s| (s, e.rtx.map(|r| r.ssrc)))).collect();
-        let new: Vec<(u32, Option<u32>)> =
-            mapping.encodings.iter().filter_map(|e| e.ssrc.map(|s| (s, e.rtx.map(|r| r.ssrc)))).collect();
+        let old: Vec<(u32, Option<u32>)> = p
+            .mapping
+            .encodings
+            .iter()
+            .filter_map(|e| e.ssrc.map(|s| (s, e.rtx.map(|r| r.ssrc))))
+            .collect();
+        let new: Vec<(u32, Option<u32>)> = mapping
+            .encodings
+            .iter()
+            .filter_map(|e| e.ssrc.map(|s| (s, e.rtx.map(|r| r.ssrc))))
+            .collect();
         p.mapping.codecs = mapping.codecs;
         p.mapping.exts = mapping.exts;
         p.mapping.encodings = mapping.encodings;
@@ -345,7 +465,8 @@ impl Room {
         let (mid, tk) = (p.mid.clone(), p.transport);
         if let Some(t) = self.transports.get_mut(&tk) {
             t.media.remove_producer(now, &mid, &old);
-            t.media.add_producer(now, &mid, kind, &new, &self.producers[&pkey].mapping);
+            t.media
+                .add_producer(now, &mid, kind, &new, &self.producers[&pkey].mapping);
         }
         // Consumers continue with the same SSRCs; sequence numbers stay continuous.
         let cids = self.producers[&pkey].consumers.clone();
@@ -358,8 +479,16 @@ impl Room {
         Ok(json!({}))
     }
 
-    pub(crate) fn set_producer_paused(&mut self, now: Instant, peer: &str, msg: &Message, paused: bool) -> ReqResult<Value> {
-        let pkey = self.producer_key(peer, msg.id("id")?).ok_or("producer not found")?;
+    pub(crate) fn set_producer_paused(
+        &mut self,
+        now: Instant,
+        peer: &str,
+        msg: &Message,
+        paused: bool,
+    ) -> ReqResult<Value> {
+        let pkey = self
+            .producer_key(peer, msg.id("id")?)
+            .ok_or("producer not found")?;
         self.apply_producer_pause(now, pkey, paused);
         Ok(json!({}))
     }
@@ -374,20 +503,35 @@ impl Room {
         p.paused = paused;
         let source_peer = p.peer.clone();
         for cid in p.consumers.clone() {
-            let Some(c) = self.consumers.get_mut(&cid) else { continue };
+            let Some(c) = self.consumers.get_mut(&cid) else {
+                continue;
+            };
             if !paused {
                 c.fwd.resumed();
             }
             let (rp, app) = (c.peer.clone(), c.app_data.clone());
-            let method = if paused { "consumerPaused" } else { "consumerResumed" };
-            self.notify(&rp, method, json!({"id": cid, "peerName": source_peer, "appData": app}));
+            let method = if paused {
+                "consumerPaused"
+            } else {
+                "consumerResumed"
+            };
+            self.notify(
+                &rp,
+                method,
+                json!({"id": cid, "peerName": source_peer, "appData": app}),
+            );
         }
         if !paused {
             self.request_keyframe_upstream(now, pkey, true);
         }
     }
 
-    pub(crate) fn close_producer_by_client(&mut self, now: Instant, peer: &str, msg: &Message) -> ReqResult<Value> {
+    pub(crate) fn close_producer_by_client(
+        &mut self,
+        now: Instant,
+        peer: &str,
+        msg: &Message,
+    ) -> ReqResult<Value> {
         // Unknown ids are ignored: the client sends closeProducer after closeTransport
         // and after the server closed the producer (§5, §8.11.7).
         if let Some(pkey) = self.producer_key(peer, msg.id("id")?) {
@@ -397,10 +541,18 @@ impl Room {
     }
 
     fn own_consumer(&self, peer: &str, id: u64) -> ReqResult<&Consumer> {
-        self.consumers.get(&id).filter(|c| c.peer == peer).ok_or_else(|| "consumer not found".into())
+        self.consumers
+            .get(&id)
+            .filter(|c| c.peer == peer)
+            .ok_or_else(|| "consumer not found".into())
     }
 
-    pub(crate) fn enable_consumer(&mut self, now: Instant, peer: &str, msg: &Message) -> ReqResult<Value> {
+    pub(crate) fn enable_consumer(
+        &mut self,
+        now: Instant,
+        peer: &str,
+        msg: &Message,
+    ) -> ReqResult<Value> {
         let id = msg.id("id")?;
         let c = self.own_consumer(peer, id)?;
         if c.transport.is_some() {
@@ -409,7 +561,10 @@ impl Room {
         let tkey = match msg.opt_id("transportId")? {
             Some(tid) => self.transport_key(peer, tid)?,
             // Seed shape: the peer's most recent receive transport.
-            None => self.peer(peer).and_then(|p| p.last_recv_transport).ok_or("transport not found")?,
+            None => self
+                .peer(peer)
+                .and_then(|p| p.last_recv_transport)
+                .ok_or("transport not found")?,
         };
         if self.transports[&tkey].dir == Dir::Send {
             return Err("transport is not a receive transport".into());
@@ -434,11 +589,16 @@ impl Room {
             c.preferred_profile = p;
         }
         c.fwd = Default::default();
-        let (kind, ssrc, rtx) = (c.kind, c.params.ssrc, if c.use_rtx { c.params.rtx_ssrc } else { None });
+        let (kind, ssrc, rtx) = (
+            c.kind,
+            c.params.ssrc,
+            if c.use_rtx { c.params.rtx_ssrc } else { None },
+        );
         let pkey = c.producer;
         let t = self.transports.get_mut(&tkey).expect("indexed");
         t.consumers.push(id);
-        t.media.add_consumer(now, &forward::consumer_mid(id), kind, ssrc, rtx);
+        t.media
+            .add_consumer(now, &forward::consumer_mid(id), kind, ssrc, rtx);
         let connected = t.media.is_connected();
         let effective = self.effective_profile(id);
         let c = self.consumers.get_mut(&id).expect("checked");
@@ -448,14 +608,20 @@ impl Room {
         if connected {
             self.request_keyframe_upstream(now, pkey, false);
         }
-        Ok(json!({ "paused": paused, "preferredProfile": preferred, "effectiveProfile": effective }))
+        Ok(
+            json!({ "paused": paused, "preferredProfile": preferred, "effectiveProfile": effective }),
+        )
     }
 
     /// The profile a consumer receives: simulcast producers offer their encodings'
     /// profiles; "default" means the best one.
     pub(crate) fn effective_profile(&self, cid: u64) -> String {
-        let Some(c) = self.consumers.get(&cid) else { return "default".into() };
-        let Some(p) = self.producers.get(&c.producer) else { return "default".into() };
+        let Some(c) = self.consumers.get(&cid) else {
+            return "default".into();
+        };
+        let Some(p) = self.producers.get(&c.producer) else {
+            return "default".into();
+        };
         let available = p.mapping.profiles();
         if available.is_empty() {
             return "default".into();
@@ -473,10 +639,18 @@ impl Room {
                 best = Some(a);
             }
         }
-        best.or_else(|| available.iter().min_by_key(|a| rank(a))).cloned().unwrap_or_else(|| "default".into())
+        best.or_else(|| available.iter().min_by_key(|a| rank(a)))
+            .cloned()
+            .unwrap_or_else(|| "default".into())
     }
 
-    pub(crate) fn set_consumer_paused(&mut self, now: Instant, peer: &str, msg: &Message, paused: bool) -> ReqResult<Value> {
+    pub(crate) fn set_consumer_paused(
+        &mut self,
+        now: Instant,
+        peer: &str,
+        msg: &Message,
+        paused: bool,
+    ) -> ReqResult<Value> {
         let id = msg.id("id")?;
         self.own_consumer(peer, id)?;
         let c = self.consumers.get_mut(&id).expect("checked");
@@ -494,26 +668,43 @@ impl Room {
         Ok(json!({}))
     }
 
-    pub(crate) fn set_consumer_preferred_profile(&mut self, _now: Instant, peer: &str, msg: &Message) -> ReqResult<Value> {
+    pub(crate) fn set_consumer_preferred_profile(
+        &mut self,
+        _now: Instant,
+        peer: &str,
+        msg: &Message,
+    ) -> ReqResult<Value> {
         let id = msg.id("id")?;
         let profile = msg.str("profile")?;
         if !PROFILES.contains(&profile) {
             return Err(ReqError(format!("invalid `profile`: {profile:?}")));
         }
         self.own_consumer(peer, id)?;
-        self.consumers.get_mut(&id).expect("checked").preferred_profile = profile.to_string();
+        self.consumers
+            .get_mut(&id)
+            .expect("checked")
+            .preferred_profile = profile.to_string();
         let effective = self.effective_profile(id);
         let c = self.consumers.get_mut(&id).expect("checked");
         if c.transport.is_some() && c.effective_profile.as_deref() != Some(effective.as_str()) {
             c.effective_profile = Some(effective.clone());
             let (rp, sp) = (c.peer.clone(), c.source_peer.clone());
             c.fwd.source_changed();
-            self.notify(&rp, "consumerEffectiveProfileChanged", json!({"id": id, "peerName": sp, "profile": effective}));
+            self.notify(
+                &rp,
+                "consumerEffectiveProfileChanged",
+                json!({"id": id, "peerName": sp, "profile": effective}),
+            );
         }
         Ok(json!({}))
     }
 
-    pub(crate) fn set_stats(&mut self, now: Instant, peer: &str, msg: &Message) -> ReqResult<Value> {
+    pub(crate) fn set_stats(
+        &mut self,
+        now: Instant,
+        peer: &str,
+        msg: &Message,
+    ) -> ReqResult<Value> {
         let id = msg.id("id")?;
         let enable = msg.method.starts_with("enable");
         let interval = Room::interval_ms(msg.opt_f64("interval")?);

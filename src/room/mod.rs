@@ -27,7 +27,11 @@ pub use forward::ConsumerForwarding;
 #[derive(Debug)]
 pub enum Output {
     /// The answer to a request.
-    Response { peer: String, request_id: u64, json: String },
+    Response {
+        peer: String,
+        request_id: u64,
+        json: String,
+    },
     /// A message the host must deliver to `peer` verbatim.
     Notification { peer: String, json: String },
     /// A host-facing event (`{"event": ...}`), not for the client.
@@ -233,9 +237,15 @@ impl Room {
     pub(crate) fn new_ssrc(&mut self) -> u32 {
         loop {
             let s = self.rng.range(10_000_000, 0xFFFF_FFF0) as u32;
-            let used = self.consumers.values().any(|c| c.params.ssrc == s || c.params.rtx_ssrc == Some(s))
+            let used = self
+                .consumers
+                .values()
+                .any(|c| c.params.ssrc == s || c.params.rtx_ssrc == Some(s))
                 || self.producers.values().any(|p| {
-                    p.mapping.encodings.iter().any(|e| e.ssrc == Some(s) || e.rtx.map(|r| r.ssrc) == Some(s))
+                    p.mapping
+                        .encodings
+                        .iter()
+                        .any(|e| e.ssrc == Some(s) || e.rtx.map(|r| r.ssrc) == Some(s))
                 });
             if !used {
                 return s;
@@ -260,11 +270,17 @@ impl Room {
     }
 
     pub(crate) fn notify(&mut self, peer: &str, method: &str, fields: Value) {
-        self.out.push(Output::Notification { peer: peer.to_string(), json: protocol::notification(method, fields) });
+        self.out.push(Output::Notification {
+            peer: peer.to_string(),
+            json: protocol::notification(method, fields),
+        });
     }
 
     pub(crate) fn host_event(&mut self, peer: &str, fields: Value) {
-        self.out.push(Output::Host { peer: peer.to_string(), json: fields.to_string() });
+        self.out.push(Output::Host {
+            peer: peer.to_string(),
+            json: fields.to_string(),
+        });
     }
 
     /// A client request: exactly one response is produced, whatever the input.
@@ -274,7 +290,11 @@ impl Room {
             Err(e) => return self.respond_err(peer, request_id, &e.0),
         };
         if msg.notification_flag {
-            return self.respond_err(peer, request_id, "a request must not carry `notification: true`");
+            return self.respond_err(
+                peer,
+                request_id,
+                "a request must not carry `notification: true`",
+            );
         }
         let result = self.dispatch(now, peer, &msg, true);
         match result {
@@ -288,22 +308,44 @@ impl Room {
         let msg = match protocol::decode(bytes, self.env.max_message_size) {
             Ok(m) => m,
             Err(e) => {
-                return self.host_event(peer, json!({"event": "notificationError", "method": null, "error": e.0}))
+                return self.host_event(
+                    peer,
+                    json!({"event": "notificationError", "method": null, "error": e.0}),
+                )
             }
         };
         if REQUEST_METHODS.contains(&msg.method.as_str()) {
-            let reason = format!("`{}` is a request and cannot be sent as a notification", msg.method);
-            return self.host_event(peer, json!({"event": "notificationError", "method": msg.method, "error": reason}));
+            let reason = format!(
+                "`{}` is a request and cannot be sent as a notification",
+                msg.method
+            );
+            return self.host_event(
+                peer,
+                json!({"event": "notificationError", "method": msg.method, "error": reason}),
+            );
         }
         if let Err(e) = self.dispatch(now, peer, &msg, false) {
-            self.host_event(peer, json!({"event": "notificationError", "method": msg.method, "error": e.0}));
+            self.host_event(
+                peer,
+                json!({"event": "notificationError", "method": msg.method, "error": e.0}),
+            );
         }
     }
 
-    fn dispatch(&mut self, now: Instant, peer: &str, msg: &protocol::Message, _is_request: bool) -> crate::error::ReqResult<Value> {
+    fn dispatch(
+        &mut self,
+        now: Instant,
+        peer: &str,
+        msg: &protocol::Message,
+        _is_request: bool,
+    ) -> crate::error::ReqResult<Value> {
         let m = msg.method.as_str();
         match m {
-            "queryRoom" => return Ok(json!({ "rtpCapabilities": self.caps.to_json(), "mandatoryCodecPayloadTypes": [] })),
+            "queryRoom" => {
+                return Ok(
+                    json!({ "rtpCapabilities": self.caps.to_json(), "mandatoryCodecPayloadTypes": [] }),
+                )
+            }
             "join" => return self.join(now, peer, msg),
             _ => {}
         }
@@ -332,15 +374,21 @@ impl Room {
             "pauseConsumer" => self.set_consumer_paused(now, peer, msg, true),
             "resumeConsumer" => self.set_consumer_paused(now, peer, msg, false),
             "setConsumerPreferredProfile" => self.set_consumer_preferred_profile(now, peer, msg),
-            "enableTransportStats" | "disableTransportStats" | "enableProducerStats" | "disableProducerStats"
-            | "enableConsumerStats" | "disableConsumerStats" => self.set_stats(now, peer, msg),
+            "enableTransportStats"
+            | "disableTransportStats"
+            | "enableProducerStats"
+            | "disableProducerStats"
+            | "enableConsumerStats"
+            | "disableConsumerStats" => self.set_stats(now, peer, msg),
             _ => Err(format!("unknown method `{m}`").into()),
         }
     }
 
     /// The host closes one peer: `closed` to it, then as if it had left.
     pub fn close_peer(&mut self, now: Instant, name: &str) -> bool {
-        let Some(p) = self.peer(name) else { return false };
+        let Some(p) = self.peer(name) else {
+            return false;
+        };
         let legacy = p.legacy;
         self.notify(name, "closed", json!({}));
         if legacy {
@@ -378,7 +426,11 @@ impl Room {
 
     /// Consumer info as in `newConsumer`, join's `peers[].consumers` and `newPeer.consumers`.
     pub(crate) fn consumer_info(&self, c: &Consumer) -> Value {
-        let paused = self.producers.get(&c.producer).map(|p| p.paused).unwrap_or(false);
+        let paused = self
+            .producers
+            .get(&c.producer)
+            .map(|p| p.paused)
+            .unwrap_or(false);
         json!({
             "id": c.id,
             "kind": c.kind.as_str(),
@@ -405,7 +457,15 @@ impl Room {
             }
         };
         let caps = self.peer(peer_name)?.caps.clone();
-        let params = codecs::consumer_params(&self.caps, kind, &self.producers[&pkey].mapping, &caps, ssrc, rtx_ssrc, true);
+        let params = codecs::consumer_params(
+            &self.caps,
+            kind,
+            &self.producers[&pkey].mapping,
+            &caps,
+            ssrc,
+            rtx_ssrc,
+            true,
+        );
         let id = self.new_consumer_id();
         let consumer = Consumer {
             id,
@@ -433,24 +493,36 @@ impl Room {
     /// Close a producer and all its consumers. `notify_receivers`: send
     /// `consumerClosed` to each receiving peer still open.
     pub(crate) fn close_producer(&mut self, now: Instant, pkey: PKey, notify_receivers: bool) {
-        let Some(p) = self.producers.remove(&pkey) else { return };
+        let Some(p) = self.producers.remove(&pkey) else {
+            return;
+        };
         if let Some(t) = self.transports.get_mut(&p.transport) {
             t.producers.retain(|k| *k != pkey);
-            let ssrcs: Vec<(u32, Option<u32>)> =
-                p.mapping.encodings.iter().filter_map(|e| e.ssrc.map(|s| (s, e.rtx.map(|r| r.ssrc)))).collect();
+            let ssrcs: Vec<(u32, Option<u32>)> = p
+                .mapping
+                .encodings
+                .iter()
+                .filter_map(|e| e.ssrc.map(|s| (s, e.rtx.map(|r| r.ssrc))))
+                .collect();
             t.media.remove_producer(now, &p.mid, &ssrcs);
         }
         if let Some(owner) = self.peer_mut(&p.peer) {
             owner.producers.retain(|_, k| *k != pkey);
         }
         for cid in p.consumers {
-            let Some(c) = self.consumers.remove(&cid) else { continue };
+            let Some(c) = self.consumers.remove(&cid) else {
+                continue;
+            };
             self.detach_consumer(now, &c);
             if let Some(rp) = self.peer_mut(&c.peer) {
                 rp.consumers.retain(|x| *x != cid);
             }
             if notify_receivers && self.peer(&c.peer).is_some() {
-                self.notify(&c.peer, "consumerClosed", json!({"id": cid, "peerName": p.peer, "appData": c.app_data}));
+                self.notify(
+                    &c.peer,
+                    "consumerClosed",
+                    json!({"id": cid, "peerName": p.peer, "appData": c.app_data}),
+                );
             }
         }
     }
@@ -460,14 +532,17 @@ impl Room {
         if let Some(tk) = c.transport {
             if let Some(t) = self.transports.get_mut(&tk) {
                 t.consumers.retain(|x| *x != c.id);
-                t.media.remove_consumer(now, &forward::consumer_mid(c.id), c.params.ssrc);
+                t.media
+                    .remove_consumer(now, &forward::consumer_mid(c.id), c.params.ssrc);
             }
         }
     }
 
     /// Close a transport. `by_server`: the client did not ask (send `transportClosed`).
     pub(crate) fn close_transport(&mut self, now: Instant, tkey: TKey, by_server: bool) {
-        let Some(t) = self.transports.get(&tkey) else { return };
+        let Some(t) = self.transports.get(&tkey) else {
+            return;
+        };
         let (peer, id) = (t.peer.clone(), t.id);
         let producers = t.producers.clone();
         let consumers = t.consumers.clone();
@@ -500,11 +575,22 @@ impl Room {
     /// Remove a peer (leave or host close). Others get `peerClosed` first; the
     /// redundant `consumerClosed` for its producers' consumers are not sent (§8.8).
     pub(crate) fn remove_peer(&mut self, now: Instant, name: &str, _by_server: bool) {
-        let Some(idx) = self.peers.iter().position(|p| p.name == name) else { return };
+        let Some(idx) = self.peers.iter().position(|p| p.name == name) else {
+            return;
+        };
         let peer = self.peers.remove(idx);
         if !peer.spy {
-            for other in self.peers.iter().map(|p| p.name.clone()).collect::<Vec<_>>() {
-                self.notify(&other, "peerClosed", json!({"name": peer.name, "appData": peer.app_data}));
+            for other in self
+                .peers
+                .iter()
+                .map(|p| p.name.clone())
+                .collect::<Vec<_>>()
+            {
+                self.notify(
+                    &other,
+                    "peerClosed",
+                    json!({"name": peer.name, "appData": peer.app_data}),
+                );
             }
         }
         for pk in peer.producers.values().copied().collect::<Vec<_>>() {
@@ -555,10 +641,18 @@ impl Room {
     }
 
     /// Timer tick: drive every transport, emit due stats, close dead transports.
-    pub fn handle_timeout(&mut self, now: Instant, tx: &mut dyn FnMut(SocketAddr, SocketAddr, &[u8])) {
+    pub fn handle_timeout(
+        &mut self,
+        now: Instant,
+        tx: &mut dyn FnMut(SocketAddr, SocketAddr, &[u8]),
+    ) {
         let keys: Vec<TKey> = self.transports.keys().copied().collect();
         for k in keys {
-            let due = self.transports.get(&k).and_then(|t| t.media.next_timeout()).is_some_and(|x| x <= now);
+            let due = self
+                .transports
+                .get(&k)
+                .and_then(|t| t.media.next_timeout())
+                .is_some_and(|x| x <= now);
             if due {
                 self.drive_transport(now, k, None, tx);
             }
@@ -597,11 +691,16 @@ impl Room {
 impl Room {
     /// The ICE password of a transport (for routing first-contact STUN).
     pub fn transport_password(&self, tkey: TKey) -> Option<String> {
-        self.transports.get(&tkey).map(|t| t.media.ice_password().to_string())
+        self.transports
+            .get(&tkey)
+            .map(|t| t.media.ice_password().to_string())
     }
 
     /// (peer name, legacy) of every peer.
     pub fn peer_names_legacy(&self) -> Vec<(String, bool)> {
-        self.peers.iter().map(|p| (p.name.clone(), p.legacy)).collect()
+        self.peers
+            .iter()
+            .map(|p| (p.name.clone(), p.legacy))
+            .collect()
     }
 }

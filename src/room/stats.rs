@@ -18,13 +18,22 @@ pub struct StatsTimer {
 
 impl StatsTimer {
     pub fn new(now: Instant, interval: Duration) -> Self {
-        StatsTimer { interval, next: now + interval, last_bytes: 0, last_at: now }
+        StatsTimer {
+            interval,
+            next: now + interval,
+            last_bytes: 0,
+            last_at: now,
+        }
     }
 
     /// Bits per second since the previous emission, and re-arm.
     fn tick(&mut self, now: Instant, bytes: u64) -> u64 {
         let dt = now.saturating_duration_since(self.last_at).as_secs_f64();
-        let rate = if dt > 0.0 { (bytes.saturating_sub(self.last_bytes) as f64 * 8.0 / dt) as u64 } else { 0 };
+        let rate = if dt > 0.0 {
+            (bytes.saturating_sub(self.last_bytes) as f64 * 8.0 / dt) as u64
+        } else {
+            0
+        };
         self.last_bytes = bytes;
         self.last_at = now;
         while self.next <= now {
@@ -50,7 +59,10 @@ pub struct StreamCounters {
 }
 
 fn epoch_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl Room {
@@ -58,7 +70,9 @@ impl Room {
         let ts = epoch_ms();
         let mut notes: Vec<(String, &'static str, Value)> = Vec::new();
         for t in self.transports.values_mut() {
-            let Some(timer) = t.stats.as_mut().filter(|s| s.next <= now) else { continue };
+            let Some(timer) = t.stats.as_mut().filter(|s| s.next <= now) else {
+                continue;
+            };
             let m = &t.media;
             let rate = timer.tick(now, m.bytes_received());
             let tuple = m.selected_tuple().map(|(l, r)| {
@@ -80,7 +94,9 @@ impl Room {
             ));
         }
         for p in self.producers.values_mut() {
-            let Some(timer) = p.stats.as_mut().filter(|s| s.next <= now) else { continue };
+            let Some(timer) = p.stats.as_mut().filter(|s| s.next <= now) else {
+                continue;
+            };
             let c = &p.counters;
             let rate = timer.tick(now, c.bytes);
             if p.paused {
@@ -98,10 +114,16 @@ impl Room {
                 }]}),
             ));
         }
-        let paused_producers: Vec<super::PKey> =
-            self.producers.iter().filter(|(_, p)| p.paused).map(|(k, _)| *k).collect();
+        let paused_producers: Vec<super::PKey> = self
+            .producers
+            .iter()
+            .filter(|(_, p)| p.paused)
+            .map(|(k, _)| *k)
+            .collect();
         for c in self.consumers.values_mut() {
-            let Some(timer) = c.stats.as_mut().filter(|s| s.next <= now) else { continue };
+            let Some(timer) = c.stats.as_mut().filter(|s| s.next <= now) else {
+                continue;
+            };
             let k = &c.counters;
             let rate = timer.tick(now, k.bytes);
             if c.remote_paused || c.transport.is_none() || paused_producers.contains(&c.producer) {

@@ -63,6 +63,9 @@ pub(crate) struct Inner {
     /// exclusively to set `closed`, so nothing is enqueued after shutdown began and
     /// every accepted request is answered.
     pub(crate) gate: RwLock<()>,
+    /// Requests per (room, peer) queued and not yet processed
+    /// (`maxPendingRequestsPerPeer`). Control path only.
+    pending: Mutex<HashMap<(String, String), usize>>,
     /// Set by `close` called from the callback: the notifier delivers nothing more.
     pub(crate) stop_now: AtomicBool,
     notifier_thread: Mutex<Option<ThreadId>>,
@@ -92,28 +95,45 @@ impl Server {
         let seed = crate::util::Rng::from_entropy().next_u64();
         let mut sockets = Vec::new();
         for i in 0..cfg.num_workers {
-            let s = crate::net::socket::bind_in_range(cfg.rtc_ipv4, cfg.rtc_min_port, cfg.rtc_max_port, seed + i as u64)
-                .map_err(|e| SfuError::Io(format!("binding a UDP socket on {}: {e}", cfg.rtc_ipv4)))?;
+            let s = crate::net::socket::bind_in_range(
+                cfg.rtc_ipv4,
+                cfg.rtc_min_port,
+                cfg.rtc_max_port,
+                seed + i as u64,
+            )
+            .map_err(|e| SfuError::Io(format!("binding a UDP socket on {}: {e}", cfg.rtc_ipv4)))?;
             sockets.push(s);
         }
         let mut workers = Vec::new();
         let mut starts = Vec::new();
         let mut ports = Vec::new();
         for (i, sock) in sockets.into_iter().enumerate() {
-            let port = sock.local_addr().map_err(|e| SfuError::Io(e.to_string()))?.port();
+            let port = sock
+                .local_addr()
+                .map_err(|e| SfuError::Io(e.to_string()))?
+                .port();
             ports.push(port);
             let announced = std::net::SocketAddr::from((cfg.announced_ip(), port));
             let env = Arc::new(MediaEnv {
                 ice_addr: announced,
-                candidates: vec![AnnouncedCandidate { addr: announced, priority: 1_078_862_079 }],
+                candidates: vec![AnnouncedCandidate {
+                    addr: announced,
+                    priority: 1_078_862_079,
+                }],
                 cert: cert.clone(),
                 fingerprint: fingerprint.clone(),
                 max_message_size: cfg.max_message_size,
                 transport_timeout: std::time::Duration::from_secs_f64(cfg.transport_timeout_secs),
+                limits: cfg.limits,
             });
             let (tx, rx) = unbounded::<Command>();
-            let waker = Arc::new(crate::net::socket::Waker::new().map_err(|e| SfuError::Io(e.to_string()))?);
-            workers.push(WorkerHandle { tx, waker: waker.clone() });
+            let waker = Arc::new(
+                crate::net::socket::Waker::new().map_err(|e| SfuError::Io(e.to_string()))?,
+            );
+            workers.push(WorkerHandle {
+                tx,
+                waker: waker.clone(),
+            });
             starts.push((i, sock, env, rx, waker));
         }
         let inner = Arc::new(Inner {
@@ -123,6 +143,7 @@ impl Server {
             notify_tx,
             closed: AtomicBool::new(false),
             gate: RwLock::new(()),
+            pending: Mutex::new(HashMap::new()),
             stop_now: AtomicBool::new(false),
             notifier_thread: Mutex::new(None),
         });
@@ -141,7 +162,13 @@ impl Server {
             .spawn(move || notifier::run(notify_rx, sink, inner2))
             .map_err(|e| SfuError::Io(format!("spawning the notifier: {e}")))?;
         *inner.notifier_thread.lock() = Some(notifier.thread().id());
-        Ok(Server { inner, threads: Mutex::new(threads), notifier: Mutex::new(Some(notifier)), close_lock: Mutex::new(()), ports })
+        Ok(Server {
+            inner,
+            threads: Mutex::new(threads),
+            notifier: Mutex::new(Some(notifier)),
+            close_lock: Mutex::new(()),
+            ports,
+        })
     }
 
     /// The UDP ports the workers listen on (one per worker).
@@ -179,8 +206,16 @@ impl Server {
             widx
         };
         let (rtx, rrx) = bounded(1);
-        let sent = self.inner.workers[widx].send(Command::CreateRoom { id: room_id.to_string(), caps, reply: rtx });
-        let r = if sent { rrx.recv().unwrap_or(Err(SfuError::ServerClosed)) } else { Err(SfuError::ServerClosed) };
+        let sent = self.inner.workers[widx].send(Command::CreateRoom {
+            id: room_id.to_string(),
+            caps,
+            reply: rtx,
+        });
+        let r = if sent {
+            rrx.recv().unwrap_or(Err(SfuError::ServerClosed))
+        } else {
+            Err(SfuError::ServerClosed)
+        };
         if r.is_err() {
             self.inner.rooms.lock().remove(room_id);
         }
@@ -195,9 +230,17 @@ impl Server {
     pub fn close_room(&self, room_id: &str) -> Result<(), SfuError> {
         let _gate = self.inner.gate.read();
         self.check_open()?;
-        let w = self.inner.rooms.lock().remove(room_id).ok_or_else(|| SfuError::RoomNotFound(room_id.into()))?;
+        let w = self
+            .inner
+            .rooms
+            .lock()
+            .remove(room_id)
+            .ok_or_else(|| SfuError::RoomNotFound(room_id.into()))?;
         let (rtx, rrx) = bounded(1);
-        if self.inner.workers[w].send(Command::CloseRoom { id: room_id.to_string(), reply: Some(rtx) }) {
+        if self.inner.workers[w].send(Command::CloseRoom {
+            id: room_id.to_string(),
+            reply: Some(rtx),
+        }) {
             let _ = rrx.recv();
         }
         Ok(())
@@ -207,9 +250,15 @@ impl Server {
     pub fn close_peer(&self, room_id: &str, peer: &str) -> Result<(), SfuError> {
         let _gate = self.inner.gate.read();
         self.check_open()?;
-        let w = self.worker_of(room_id).ok_or_else(|| SfuError::RoomNotFound(room_id.into()))?;
+        let w = self
+            .worker_of(room_id)
+            .ok_or_else(|| SfuError::RoomNotFound(room_id.into()))?;
         let (rtx, rrx) = bounded(1);
-        if !self.inner.workers[w].send(Command::ClosePeer { room: room_id.into(), peer: peer.into(), reply: rtx }) {
+        if !self.inner.workers[w].send(Command::ClosePeer {
+            room: room_id.into(),
+            peer: peer.into(),
+            reply: rtx,
+        }) {
             return Err(SfuError::ServerClosed);
         }
         match rrx.recv() {
@@ -220,7 +269,13 @@ impl Server {
     }
 
     /// Enqueue a client request. Exactly one response follows through the sink.
-    pub fn request(&self, room_id: &str, peer: &str, request_id: u64, json: &[u8]) -> Result<(), SfuError> {
+    pub fn request(
+        &self,
+        room_id: &str,
+        peer: &str,
+        request_id: u64,
+        json: &[u8],
+    ) -> Result<(), SfuError> {
         let _gate = self.inner.gate.read();
         self.check_open()?;
         let respond_err = |reason: &str| {
@@ -233,14 +288,38 @@ impl Server {
             ));
         };
         if json.len() > self.inner.cfg.max_message_size {
-            respond_err(&format!("message too large ({} bytes, limit {})", json.len(), self.inner.cfg.max_message_size));
+            respond_err(&format!(
+                "message too large ({} bytes, limit {})",
+                json.len(),
+                self.inner.cfg.max_message_size
+            ));
             return Ok(());
         }
         let Some(w) = self.worker_of(room_id) else {
             respond_err("room not found");
             return Ok(());
         };
-        let cmd = Command::Request { room: room_id.into(), peer: peer.into(), request_id, bytes: json.to_vec() };
+        {
+            let limit = self.inner.cfg.limits.max_pending_requests_per_peer;
+            let mut pending = self.inner.pending.lock();
+            let n = pending
+                .entry((room_id.to_string(), peer.to_string()))
+                .or_insert(0);
+            if *n >= limit {
+                drop(pending);
+                respond_err(&format!(
+                    "too many pending requests for this peer (limit {limit})"
+                ));
+                return Ok(());
+            }
+            *n += 1;
+        }
+        let cmd = Command::Request {
+            room: room_id.into(),
+            peer: peer.into(),
+            request_id,
+            bytes: json.to_vec(),
+        };
         if !self.inner.workers[w].send(cmd) {
             return Err(SfuError::ServerClosed);
         }
@@ -254,15 +333,31 @@ impl Server {
         if json.len() > self.inner.cfg.max_message_size {
             let ev = serde_json::json!({"event": "notificationError", "method": null,
                 "error": format!("message too large ({} bytes, limit {})", json.len(), self.inner.cfg.max_message_size)});
-            let _ = self.inner.notify_tx.send(NotifierMsg::event(EventKind::Host, room_id, peer, 0, ev.to_string()));
+            let _ = self.inner.notify_tx.send(NotifierMsg::event(
+                EventKind::Host,
+                room_id,
+                peer,
+                0,
+                ev.to_string(),
+            ));
             return Ok(());
         }
         let Some(w) = self.worker_of(room_id) else {
             let ev = serde_json::json!({"event": "notificationError", "method": null, "error": "room not found"});
-            let _ = self.inner.notify_tx.send(NotifierMsg::event(EventKind::Host, room_id, peer, 0, ev.to_string()));
+            let _ = self.inner.notify_tx.send(NotifierMsg::event(
+                EventKind::Host,
+                room_id,
+                peer,
+                0,
+                ev.to_string(),
+            ));
             return Ok(());
         };
-        if !self.inner.workers[w].send(Command::Notify { room: room_id.into(), peer: peer.into(), bytes: json.to_vec() }) {
+        if !self.inner.workers[w].send(Command::Notify {
+            room: room_id.into(),
+            peer: peer.into(),
+            bytes: json.to_vec(),
+        }) {
             return Err(SfuError::ServerClosed);
         }
         Ok(())
@@ -314,6 +409,18 @@ impl Drop for Server {
 }
 
 impl Inner {
+    /// A queued request of (room, peer) was taken by its worker.
+    pub(crate) fn request_done(&self, room: &str, peer: &str) {
+        let mut pending = self.pending.lock();
+        let key = (room.to_string(), peer.to_string());
+        if let Some(n) = pending.get_mut(&key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                pending.remove(&key);
+            }
+        }
+    }
+
     /// A room closed itself (internal error): forget it.
     pub(crate) fn forget_room(&self, id: &str) {
         self.rooms.lock().remove(id);

@@ -8,13 +8,25 @@ use crossbeam_channel::Receiver;
 use super::{Event, EventKind, EventSink, Inner};
 
 pub(crate) enum NotifierMsg {
-    Event { kind: EventKind, room: Arc<str>, peer: String, request_id: u64, json: String },
+    Event {
+        kind: EventKind,
+        room: Arc<str>,
+        peer: String,
+        request_id: u64,
+        json: String,
+    },
     Stop,
 }
 
 impl NotifierMsg {
     pub fn event(kind: EventKind, room: &str, peer: &str, request_id: u64, json: String) -> Self {
-        NotifierMsg::Event { kind, room: Arc::from(room), peer: peer.to_string(), request_id, json }
+        NotifierMsg::Event {
+            kind,
+            room: Arc::from(room),
+            peer: peer.to_string(),
+            request_id,
+            json,
+        }
     }
 }
 
@@ -25,8 +37,20 @@ pub(crate) fn run(rx: Receiver<NotifierMsg>, mut sink: EventSink, inner: Arc<Inn
         }
         match msg {
             NotifierMsg::Stop => break,
-            NotifierMsg::Event { kind, room, peer, request_id, json } => {
-                let ev = Event { kind, room_id: &room, peer_name: &peer, request_id, json: &json };
+            NotifierMsg::Event {
+                kind,
+                room,
+                peer,
+                request_id,
+                json,
+            } => {
+                let ev = Event {
+                    kind,
+                    room_id: &room,
+                    peer_name: &peer,
+                    request_id,
+                    json: &json,
+                };
                 // A panicking Rust sink must not take the notifier down.
                 let _ = catch_unwind(AssertUnwindSafe(|| sink(ev)));
             }

@@ -37,11 +37,31 @@ pub(crate) fn log(level: LogLevel, msg: impl FnOnce() -> String) {
 }
 
 pub(crate) enum Command {
-    CreateRoom { id: String, caps: RoomCaps, reply: Sender<Result<(), SfuError>> },
-    CloseRoom { id: String, reply: Option<Sender<()>> },
-    ClosePeer { room: String, peer: String, reply: Sender<bool> },
-    Request { room: String, peer: String, request_id: u64, bytes: Vec<u8> },
-    Notify { room: String, peer: String, bytes: Vec<u8> },
+    CreateRoom {
+        id: String,
+        caps: RoomCaps,
+        reply: Sender<Result<(), SfuError>>,
+    },
+    CloseRoom {
+        id: String,
+        reply: Option<Sender<()>>,
+    },
+    ClosePeer {
+        room: String,
+        peer: String,
+        reply: Sender<bool>,
+    },
+    Request {
+        room: String,
+        peer: String,
+        request_id: u64,
+        bytes: Vec<u8>,
+    },
+    Notify {
+        room: String,
+        peer: String,
+        bytes: Vec<u8>,
+    },
     Shutdown,
 }
 
@@ -75,7 +95,14 @@ struct Worker {
 const MAX_DATAGRAM: usize = 2048;
 const BATCH: usize = 32;
 
-pub(crate) fn run(idx: usize, sock: UdpSocket, env: Arc<MediaEnv>, rx: Receiver<Command>, waker: Arc<Waker>, inner: Arc<Inner>) {
+pub(crate) fn run(
+    idx: usize,
+    sock: UdpSocket,
+    env: Arc<MediaEnv>,
+    rx: Receiver<Command>,
+    waker: Arc<Waker>,
+    inner: Arc<Inner>,
+) {
     let mut w = Worker {
         idx,
         sock,
@@ -126,7 +153,12 @@ pub(crate) fn run(idx: usize, sock: UdpSocket, env: Arc<MediaEnv>, rx: Receiver<
         timeout = w.next_timeout();
         let wait = timeout.map(|t| t.saturating_duration_since(Instant::now()));
         if wait != Some(Duration::ZERO) {
-            socket::wait(w.sock.as_raw_fd(), waker.raw(), wait.map(|d| d.min(Duration::from_secs(1))).or(Some(Duration::from_secs(1))));
+            socket::wait(
+                w.sock.as_raw_fd(),
+                waker.raw(),
+                wait.map(|d| d.min(Duration::from_secs(1)))
+                    .or(Some(Duration::from_secs(1))),
+            );
         }
     }
 }
@@ -135,9 +167,17 @@ impl Worker {
     fn send_out(&self, room: &str, outs: Vec<Output>) {
         for o in outs {
             let msg = match o {
-                Output::Response { peer, request_id, json } => NotifierMsg::event(EventKind::Response, room, &peer, request_id, json),
-                Output::Notification { peer, json } => NotifierMsg::event(EventKind::Notification, room, &peer, 0, json),
-                Output::Host { peer, json } => NotifierMsg::event(EventKind::Host, room, &peer, 0, json),
+                Output::Response {
+                    peer,
+                    request_id,
+                    json,
+                } => NotifierMsg::event(EventKind::Response, room, &peer, request_id, json),
+                Output::Notification { peer, json } => {
+                    NotifierMsg::event(EventKind::Notification, room, &peer, 0, json)
+                }
+                Output::Host { peer, json } => {
+                    NotifierMsg::event(EventKind::Host, room, &peer, 0, json)
+                }
             };
             let _ = self.inner.notify_tx.send(msg);
         }
@@ -145,7 +185,11 @@ impl Worker {
 
     /// Run `f` on a room, then deliver its outputs, apply its routing changes and send
     /// its queued datagrams. A panic closes the room (with `closed` to its peers).
-    fn with_room<R>(&mut self, slot: usize, f: impl FnOnce(&mut Room, &mut dyn FnMut(SocketAddr, SocketAddr, &[u8])) -> R) -> Option<R> {
+    fn with_room<R>(
+        &mut self,
+        slot: usize,
+        f: impl FnOnce(&mut Room, &mut dyn FnMut(SocketAddr, SocketAddr, &[u8])) -> R,
+    ) -> Option<R> {
         let sock = &self.sock;
         let room = self.rooms.get_mut(slot)?.as_mut()?;
         let mut tx = |_src: SocketAddr, dst: SocketAddr, data: &[u8]| {
@@ -175,7 +219,9 @@ impl Worker {
     }
 
     fn after(&mut self, slot: usize) {
-        let Some(Some(room)) = self.rooms.get_mut(slot) else { return };
+        let Some(Some(room)) = self.rooms.get_mut(slot) else {
+            return;
+        };
         if !room.has_pending_outputs() {
             return; // the common case on the packet path: nothing to deliver
         }
@@ -195,7 +241,9 @@ impl Worker {
 
     /// A room panicked: tell its peers it is closed and forget it.
     fn room_failed(&mut self, slot: usize, what: &str) {
-        let Some(room) = self.rooms.get_mut(slot).and_then(Option::take) else { return };
+        let Some(room) = self.rooms.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
         self.routes.remove_room(slot);
         let id = room.id.clone();
         self.by_id.remove(&id);
@@ -210,13 +258,31 @@ impl Worker {
         let (outs, names) = pending.unwrap_or_default();
         self.send_out(&id, outs);
         for (n, legacy) in names {
-            let _ = self.inner.notify_tx.send(NotifierMsg::event(EventKind::Notification, &id, &n, 0, protocol::notification("closed", json!({}))));
+            let _ = self.inner.notify_tx.send(NotifierMsg::event(
+                EventKind::Notification,
+                &id,
+                &n,
+                0,
+                protocol::notification("closed", json!({})),
+            ));
             if legacy {
-                let _ = self.inner.notify_tx.send(NotifierMsg::event(EventKind::Notification, &id, &n, 0, protocol::notification("roomClosed", json!({}))));
+                let _ = self.inner.notify_tx.send(NotifierMsg::event(
+                    EventKind::Notification,
+                    &id,
+                    &n,
+                    0,
+                    protocol::notification("roomClosed", json!({})),
+                ));
             }
         }
         let ev = json!({"event": "roomClosed", "reason": format!("internal error: {what}")});
-        let _ = self.inner.notify_tx.send(NotifierMsg::event(EventKind::Host, &id, "", 0, ev.to_string()));
+        let _ = self.inner.notify_tx.send(NotifierMsg::event(
+            EventKind::Host,
+            &id,
+            "",
+            0,
+            ev.to_string(),
+        ));
         // Dropping a room in an unknown state could panic again: contain it.
         let _ = catch_unwind(AssertUnwindSafe(move || drop(room)));
     }
@@ -243,34 +309,22 @@ impl Worker {
             }
             Command::ClosePeer { room, peer, reply } => {
                 let ok = match self.by_id.get(&room).copied() {
-                    Some(slot) => self.with_room(slot, |r, _| r.close_peer(now, &peer)).unwrap_or(false),
+                    Some(slot) => self
+                        .with_room(slot, |r, _| r.close_peer(now, &peer))
+                        .unwrap_or(false),
                     None => false,
                 };
                 let _ = reply.send(ok);
             }
-            Command::Request { room, peer, request_id, bytes } => match self.by_id.get(&room).copied() {
-                Some(slot) => {
-                    let answered = self.with_room(slot, |r, _| r.handle_request(now, &peer, request_id, &bytes));
-                    if answered.is_none() {
-                        let _ = self.inner.notify_tx.send(NotifierMsg::event(
-                            EventKind::Response,
-                            &room,
-                            &peer,
-                            request_id,
-                            protocol::error_response("internal error: the room was closed"),
-                        ));
-                    }
-                }
-                None => {
-                    let _ = self.inner.notify_tx.send(NotifierMsg::event(
-                        EventKind::Response,
-                        &room,
-                        &peer,
-                        request_id,
-                        protocol::error_response("room not found"),
-                    ));
-                }
-            },
+            Command::Request {
+                room,
+                peer,
+                request_id,
+                bytes,
+            } => {
+                self.inner.request_done(&room, &peer);
+                self.request(now, room, peer, request_id, bytes)
+            }
             Command::Notify { room, peer, bytes } => {
                 if let Some(slot) = self.by_id.get(&room).copied() {
                     self.with_room(slot, |r, _| r.handle_notification(now, &peer, &bytes));
@@ -280,12 +334,52 @@ impl Worker {
         }
     }
 
+    fn request(
+        &mut self,
+        now: Instant,
+        room: String,
+        peer: String,
+        request_id: u64,
+        bytes: Vec<u8>,
+    ) {
+        match self.by_id.get(&room).copied() {
+            Some(slot) => {
+                let answered = self.with_room(slot, |r, _| {
+                    r.handle_request(now, &peer, request_id, &bytes)
+                });
+                if answered.is_none() {
+                    let _ = self.inner.notify_tx.send(NotifierMsg::event(
+                        EventKind::Response,
+                        &room,
+                        &peer,
+                        request_id,
+                        protocol::error_response("internal error: the room was closed"),
+                    ));
+                }
+            }
+            None => {
+                let _ = self.inner.notify_tx.send(NotifierMsg::event(
+                    EventKind::Response,
+                    &room,
+                    &peer,
+                    request_id,
+                    protocol::error_response("room not found"),
+                ));
+            }
+        }
+    }
+
     /// Answer whatever is still queued, close every room, and stop.
     fn shutdown(&mut self, rx: &Receiver<Command>) {
         let now = Instant::now();
         while let Ok(cmd) = rx.try_recv() {
             match cmd {
-                Command::Request { room, peer, request_id, .. } => {
+                Command::Request {
+                    room,
+                    peer,
+                    request_id,
+                    ..
+                } => {
                     let _ = self.inner.notify_tx.send(NotifierMsg::event(
                         EventKind::Response,
                         &room,
@@ -316,9 +410,13 @@ impl Worker {
     }
 
     fn datagram(&mut self, now: Instant, src: SocketAddr, data: &[u8]) {
-        let Some((slot, tkey)) = self.route(src, data) else { return };
+        let Some((slot, tkey)) = self.route(src, data) else {
+            return;
+        };
         let dst = self.env.ice_addr;
-        self.with_room(slot, |r, tx| r.handle_datagram(now, tkey, src, dst, data, tx));
+        self.with_room(slot, |r, tx| {
+            r.handle_datagram(now, tkey, src, dst, data, tx)
+        });
     }
 
     /// Which transport a datagram is for. STUN binding requests are routed by our
@@ -337,7 +435,10 @@ impl Worker {
 
     fn timers(&mut self, now: Instant) {
         for slot in 0..self.rooms.len() {
-            let due = self.rooms[slot].as_ref().and_then(|r| r.poll_timeout()).is_some_and(|t| t <= now);
+            let due = self.rooms[slot]
+                .as_ref()
+                .and_then(|r| r.poll_timeout())
+                .is_some_and(|t| t <= now);
             if due {
                 self.with_room(slot, |r, tx| r.handle_timeout(now, tx));
             }
@@ -345,7 +446,11 @@ impl Worker {
     }
 
     fn next_timeout(&self) -> Option<Instant> {
-        self.rooms.iter().flatten().filter_map(|r| r.poll_timeout()).min()
+        self.rooms
+            .iter()
+            .flatten()
+            .filter_map(|r| r.poll_timeout())
+            .min()
     }
 }
 
@@ -366,6 +471,7 @@ mod tests {
             notify_tx,
             closed: AtomicBool::new(false),
             gate: parking_lot::RwLock::new(()),
+            pending: Mutex::new(HashMap::new()),
             stop_now: AtomicBool::new(false),
             notifier_thread: Mutex::new(None),
         });
@@ -379,8 +485,18 @@ mod tests {
             cert,
             max_message_size: 65536,
             transport_timeout: Duration::from_secs(30),
+            limits: Default::default(),
         });
-        let w = Worker { idx: 0, sock, env, inner, rooms: Vec::new(), by_id: HashMap::new(), routes: Routes::default(), next_key_base: 0 };
+        let w = Worker {
+            idx: 0,
+            sock,
+            env,
+            inner,
+            rooms: Vec::new(),
+            by_id: HashMap::new(),
+            routes: Routes::default(),
+            next_key_base: 0,
+        };
         (w, notify_rx)
     }
 
@@ -388,28 +504,59 @@ mod tests {
     fn a_panic_inside_a_room_closes_that_room_with_notifications() {
         let (mut w, rx) = worker();
         let (tx, _r) = crossbeam_channel::bounded(1);
-        w.command(Command::CreateRoom { id: "r".into(), caps: RoomCaps::from_options(None).unwrap(), reply: tx });
+        w.command(Command::CreateRoom {
+            id: "r".into(),
+            caps: RoomCaps::from_options(None).unwrap(),
+            reply: tx,
+        });
         w.inner.rooms.lock().insert("r".into(), 0);
         for p in ["a", "b"] {
-            w.command(Command::Request { room: "r".into(), peer: p.into(), request_id: 1, bytes: br#"{"method":"join"}"#.to_vec() });
+            w.command(Command::Request {
+                room: "r".into(),
+                peer: p.into(),
+                request_id: 1,
+                bytes: br#"{"method":"join"}"#.to_vec(),
+            });
         }
         while rx.try_recv().is_ok() {}
         // A request whose handling panics is still answered, and the room is closed.
         let slot = w.by_id["r"];
         assert!(w.with_room(slot, |_, _| panic!("boom")).is_none());
         let mut got = Vec::new();
-        while let Ok(NotifierMsg::Event { kind, peer, json, .. }) = rx.try_recv() {
+        while let Ok(NotifierMsg::Event {
+            kind, peer, json, ..
+        }) = rx.try_recv()
+        {
             got.push((kind, peer, json));
         }
-        let closed: Vec<&String> = got.iter().filter(|g| g.0 == EventKind::Notification && g.2.contains("\"closed\"")).map(|g| &g.1).collect();
+        let closed: Vec<&String> = got
+            .iter()
+            .filter(|g| g.0 == EventKind::Notification && g.2.contains("\"closed\""))
+            .map(|g| &g.1)
+            .collect();
         assert_eq!(closed.len(), 2, "{got:?}");
-        assert!(got.iter().any(|g| g.0 == EventKind::Host && g.2.contains("roomClosed") && g.2.contains("boom")));
+        assert!(got
+            .iter()
+            .any(|g| g.0 == EventKind::Host && g.2.contains("roomClosed") && g.2.contains("boom")));
         assert!(w.rooms[slot].is_none());
-        assert!(w.inner.rooms.lock().get("r").is_none(), "the server forgets the room");
+        assert!(
+            w.inner.rooms.lock().get("r").is_none(),
+            "the server forgets the room"
+        );
         // Later requests to it are answered with an error, not silence.
-        w.command(Command::Request { room: "r".into(), peer: "a".into(), request_id: 9, bytes: br#"{"method":"queryRoom"}"#.to_vec() });
+        w.command(Command::Request {
+            room: "r".into(),
+            peer: "a".into(),
+            request_id: 9,
+            bytes: br#"{"method":"queryRoom"}"#.to_vec(),
+        });
         match rx.try_recv() {
-            Ok(NotifierMsg::Event { kind: EventKind::Response, request_id: 9, json, .. }) => assert!(json.contains("room not found")),
+            Ok(NotifierMsg::Event {
+                kind: EventKind::Response,
+                request_id: 9,
+                json,
+                ..
+            }) => assert!(json.contains("room not found")),
             _ => panic!("no response"),
         }
     }
