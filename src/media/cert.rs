@@ -10,7 +10,9 @@ use crate::error::SfuError;
 const OID_EC_PUBLIC_KEY: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
 const OID_P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 /// rsaEncryption (1.2.840.113549.1.1.1).
-const OID_RSA: &[u8] = &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+const OID_RSA: &[u8] = &[
+    0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
+];
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
@@ -27,25 +29,34 @@ pub fn generate() -> Result<DtlsCert, SfuError> {
 /// The sha-256 fingerprint of a certificate, as mediasoup writes it ("AB:CD:...").
 pub fn fingerprint(cert: &DtlsCert) -> String {
     let d = crate::net::stun::sha256(&cert.certificate);
-    d.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+    d.iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Load a certificate and its private key from PEM files.
 pub fn load(cert_file: &str, key_file: &str) -> Result<DtlsCert, SfuError> {
     let read = |path: &str, key: &str| {
-        std::fs::read(path).map_err(|e| SfuError::InvalidConfig(format!("`{key}`: cannot read {path:?}: {e}")))
+        std::fs::read(path)
+            .map_err(|e| SfuError::InvalidConfig(format!("`{key}`: cannot read {path:?}: {e}")))
     };
     let cert_pem = read(cert_file, "dtlsCertificateFile")?;
     let key_pem = read(key_file, "dtlsPrivateKeyFile")?;
-    let certificate = pem_block(&cert_pem, "CERTIFICATE")
-        .ok_or_else(|| SfuError::InvalidConfig(format!("`dtlsCertificateFile`: no PEM CERTIFICATE in {cert_file:?}")))?;
+    let certificate = pem_block(&cert_pem, "CERTIFICATE").ok_or_else(|| {
+        SfuError::InvalidConfig(format!(
+            "`dtlsCertificateFile`: no PEM CERTIFICATE in {cert_file:?}"
+        ))
+    })?;
     if contains(&certificate, OID_RSA) || !contains(&certificate, OID_EC_PUBLIC_KEY) {
         return Err(SfuError::InvalidConfig(format!(
             "`dtlsCertificateFile`: {cert_file:?} is not an ECDSA certificate (str0m's DTLS speaks ECDSA only; use ECDSA P-256)"
         )));
     }
     if !contains(&certificate, OID_P256) {
-        return Err(SfuError::InvalidConfig(format!("`dtlsCertificateFile`: {cert_file:?} is ECDSA but not on curve P-256")));
+        return Err(SfuError::InvalidConfig(format!(
+            "`dtlsCertificateFile`: {cert_file:?} is ECDSA but not on curve P-256"
+        )));
     }
     let private_key = pem_block(&key_pem, "PRIVATE KEY")
         .or_else(|| pem_block(&key_pem, "EC PRIVATE KEY"))
@@ -57,9 +68,14 @@ pub fn load(cert_file: &str, key_file: &str) -> Result<DtlsCert, SfuError> {
             }
         })?;
     if contains(&private_key, OID_RSA) {
-        return Err(SfuError::InvalidConfig(format!("`dtlsPrivateKeyFile`: {key_file:?} is an RSA key; an ECDSA P-256 key is required")));
+        return Err(SfuError::InvalidConfig(format!(
+            "`dtlsPrivateKeyFile`: {key_file:?} is an RSA key; an ECDSA P-256 key is required"
+        )));
     }
-    Ok(DtlsCert { certificate, private_key })
+    Ok(DtlsCert {
+        certificate,
+        private_key,
+    })
 }
 
 /// The DER bytes of the first PEM block with this label.
@@ -120,7 +136,9 @@ mod tests {
 
     #[test]
     fn missing_files_name_the_key() {
-        let e = load("/nonexistent/c.pem", "/nonexistent/k.pem").unwrap_err().to_string();
+        let e = load("/nonexistent/c.pem", "/nonexistent/k.pem")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("dtlsCertificateFile"), "{e}");
     }
 }

@@ -128,7 +128,11 @@ pub fn send_codec_config(kind: Kind, mapping: &ProducerMapping) -> (ExtensionMap
     for m in &mapping.codecs {
         let rc = room.codecs.iter().find(|c| c.pt == m.room_pt);
         let (codec, hz, ch) = match rc {
-            Some(rc) => (codec_of(&rc.name).unwrap_or(Codec::Vp8), rc.clock_rate, rc.channels),
+            Some(rc) => (
+                codec_of(&rc.name).unwrap_or(Codec::Vp8),
+                rc.clock_rate,
+                rc.channels,
+            ),
             None if kind == Kind::Audio => (Codec::Opus, 48000, Some(2)),
             None => (Codec::Vp8, 90000, None),
         };
@@ -143,17 +147,35 @@ pub fn send_codec_config(kind: Kind, mapping: &ProducerMapping) -> (ExtensionMap
         used_pts.push(m.producer_pt);
         used_pts.extend(m.producer_rtx_pt);
     }
-    let statics: [(u8, Codec, u32, Option<u8>); 4] =
-        [(0, Codec::PCMU, 8000, Some(1)), (8, Codec::PCMA, 8000, Some(1)), (9, Codec::G722, 8000, Some(1)), (111, Codec::Opus, 48000, Some(2))];
+    let statics: [(u8, Codec, u32, Option<u8>); 4] = [
+        (0, Codec::PCMU, 8000, Some(1)),
+        (8, Codec::PCMA, 8000, Some(1)),
+        (9, Codec::G722, 8000, Some(1)),
+        (111, Codec::Opus, 48000, Some(2)),
+    ];
     for (pt, codec, hz, ch) in statics {
         if !used_pts.contains(&pt) {
-            cfg.add_config(Pt::new_with_value(pt), None, codec, freq(hz), ch, FormatParams::default());
+            cfg.add_config(
+                Pt::new_with_value(pt),
+                None,
+                codec,
+                freq(hz),
+                ch,
+                FormatParams::default(),
+            );
             used_pts.push(pt);
         }
     }
     for pt in (96..=127u8).chain(35..=63) {
         if !used_pts.contains(&pt) {
-            cfg.add_config(Pt::new_with_value(pt), None, Codec::Vp8, Frequency::NINETY_KHZ, None, FormatParams::default());
+            cfg.add_config(
+                Pt::new_with_value(pt),
+                None,
+                Codec::Vp8,
+                Frequency::NINETY_KHZ,
+                None,
+                FormatParams::default(),
+            );
         }
     }
     (exts, cfg)

@@ -58,7 +58,9 @@ fn h264(p: &[u8]) -> bool {
             }
             false
         }
-        28 => p.get(1).is_some_and(|b| b & 0x80 != 0 && matches!(b & 0x1f, 5 | 7)),
+        28 => p
+            .get(1)
+            .is_some_and(|b| b & 0x80 != 0 && matches!(b & 0x1f, 5 | 7)),
         _ => false,
     }
 }

@@ -58,13 +58,22 @@ impl ConsumerForwarding {
     }
 
     /// Output (seq, ts) for an input packet; `None` drops it (older than the base).
-    pub fn rewrite(&mut self, in_seq: u64, in_ts: u32, wallclock: Instant, clock_rate: u32) -> Option<(u64, u32)> {
+    pub fn rewrite(
+        &mut self,
+        in_seq: u64,
+        in_ts: u32,
+        wallclock: Instant,
+        clock_rate: u32,
+    ) -> Option<(u64, u32)> {
         if !self.started || self.resync {
             let (out_seq, out_ts) = if !self.started {
                 // The first packet must be below 65536 (SRTP ROC 0, str0m-notes gotcha 3).
                 (1000 + (in_seq % 1000), in_ts)
             } else {
-                let elapsed = self.last_wallclock.map(|w| wallclock.saturating_duration_since(w)).unwrap_or_default();
+                let elapsed = self
+                    .last_wallclock
+                    .map(|w| wallclock.saturating_duration_since(w))
+                    .unwrap_or_default();
                 let step = ((elapsed.as_secs_f64() * clock_rate as f64) as u32).max(1);
                 (self.last_out_seq + 1, self.last_out_ts.wrapping_add(step))
             };
@@ -89,11 +98,20 @@ impl ConsumerForwarding {
 
 impl Room {
     /// Feed a transport a datagram (or a tick) and act on what it reports.
-    pub(crate) fn drive_transport(&mut self, now: Instant, tkey: TKey, input: Option<(SocketAddr, SocketAddr, &[u8])>, tx: &mut Tx) {
+    pub(crate) fn drive_transport(
+        &mut self,
+        now: Instant,
+        tkey: TKey,
+        input: Option<(SocketAddr, SocketAddr, &[u8])>,
+        tx: &mut Tx,
+    ) {
         let mut evs = Vec::new();
         {
-            let Some(t) = self.transports.get_mut(&tkey) else { return };
-            t.media.handle_input(now, input.map(|(s, _, d)| (s, d)), &mut evs, tx);
+            let Some(t) = self.transports.get_mut(&tkey) else {
+                return;
+            };
+            t.media
+                .handle_input(now, input.map(|(s, _, d)| (s, d)), &mut evs, tx);
         }
         let mut dead: Option<String> = None;
         for ev in evs {
@@ -114,7 +132,11 @@ impl Room {
                     }
                 }
                 MediaEvent::Ingress(s) => {
-                    if let Some(p) = self.producers.values_mut().find(|p| p.transport == tkey && *s.mid == *p.mid) {
+                    if let Some(p) = self
+                        .producers
+                        .values_mut()
+                        .find(|p| p.transport == tkey && *s.mid == *p.mid)
+                    {
                         p.counters.nacks = s.nacks;
                         p.counters.plis = s.plis;
                         p.counters.firs = s.firs;
@@ -124,7 +146,9 @@ impl Room {
                     }
                 }
                 MediaEvent::Egress(s) => {
-                    if let Some(c) = consumer_id_of_mid(&s.mid).and_then(|id| self.consumers.get_mut(&id)) {
+                    if let Some(c) =
+                        consumer_id_of_mid(&s.mid).and_then(|id| self.consumers.get_mut(&id))
+                    {
                         c.counters.nacks = s.nacks;
                         c.counters.loss = s.loss;
                         c.counters.rtt_ms = s.rtt.map(|d| d.as_secs_f64() * 1000.0);
@@ -141,28 +165,45 @@ impl Room {
 
     fn on_connected(&mut self, now: Instant, tkey: TKey) {
         // Consumers enabled before the transport connected need a keyframe now.
-        let Some(t) = self.transports.get(&tkey) else { return };
-        let producers: Vec<PKey> = t.consumers.iter().filter_map(|c| self.consumers.get(c)).map(|c| c.producer).collect();
+        let Some(t) = self.transports.get(&tkey) else {
+            return;
+        };
+        let producers: Vec<PKey> = t
+            .consumers
+            .iter()
+            .filter_map(|c| self.consumers.get(c))
+            .map(|c| c.producer)
+            .collect();
         for pk in producers {
             self.request_keyframe_upstream(now, pk, false);
         }
     }
 
     pub(crate) fn transport_died(&mut self, now: Instant, tkey: TKey, reason: &str) {
-        let Some(t) = self.transports.get(&tkey) else { return };
+        let Some(t) = self.transports.get(&tkey) else {
+            return;
+        };
         let (peer, id) = (t.peer.clone(), t.id);
-        self.host_event(&peer, json!({"event": "transportClosed", "id": id, "reason": reason}));
+        self.host_event(
+            &peer,
+            json!({"event": "transportClosed", "id": id, "reason": reason}),
+        );
         self.close_transport(now, tkey, true);
     }
 
     /// Ask the producer's browser for a keyframe (video), at most once per
     /// `KEYFRAME_THROTTLE`; a throttled request is sent when the interval ends.
     pub(crate) fn request_keyframe_upstream(&mut self, now: Instant, pkey: PKey, force: bool) {
-        let Some(p) = self.producers.get_mut(&pkey) else { return };
+        let Some(p) = self.producers.get_mut(&pkey) else {
+            return;
+        };
         if p.kind != super::codecs::Kind::Video {
             return;
         }
-        if !force && p.last_keyframe_request.is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_THROTTLE) {
+        if !force
+            && p.last_keyframe_request
+                .is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_THROTTLE)
+        {
             p.keyframe_pending = true;
             return;
         }
@@ -182,7 +223,9 @@ impl Room {
             .producers
             .iter()
             .filter(|(_, p)| {
-                p.keyframe_pending && p.last_keyframe_request.is_none_or(|t| now.saturating_duration_since(t) >= KEYFRAME_THROTTLE)
+                p.keyframe_pending
+                    && p.last_keyframe_request
+                        .is_none_or(|t| now.saturating_duration_since(t) >= KEYFRAME_THROTTLE)
             })
             .map(|(k, _)| *k)
             .collect();
@@ -210,7 +253,9 @@ impl Room {
     /// Forward one producer packet to every consumer that should get it.
     fn forward(&mut self, now: Instant, tkey: TKey, pkt: RtpPacket, tx: &mut Tx) {
         let ssrc = *pkt.header.ssrc;
-        let Some(t) = self.transports.get(&tkey) else { return };
+        let Some(t) = self.transports.get(&tkey) else {
+            return;
+        };
         let found = t.producers.iter().copied().find_map(|pk| {
             let p = &self.producers[&pk];
             p.mapping
@@ -218,43 +263,67 @@ impl Room {
                 .iter()
                 .position(|e| e.ssrc == Some(ssrc))
                 .map(|i| (pk, i as u32))
-                .or_else(|| (pkt.header.ext_vals.mid.is_some_and(|m| *m == *p.mid)).then_some((pk, 0)))
+                .or_else(|| {
+                    (pkt.header.ext_vals.mid.is_some_and(|m| *m == *p.mid)).then_some((pk, 0))
+                })
         });
         let Some((pkey, layer)) = found else { return };
-        let Room { producers, consumers, transports, caps, .. } = self;
+        let Room {
+            producers,
+            consumers,
+            transports,
+            caps,
+            ..
+        } = self;
         let p = producers.get_mut(&pkey).expect("found");
         p.counters.packets += 1;
         p.counters.bytes += pkt.payload.len() as u64;
         if p.paused {
             return;
         }
-        let Some((mut room_pt, is_rtx)) = p.mapping.room_pt(*pkt.header.payload_type) else { return };
+        let Some((mut room_pt, is_rtx)) = p.mapping.room_pt(*pkt.header.payload_type) else {
+            return;
+        };
         if is_rtx {
             // str0m unwrapped an RTX packet recognised by its SSRC.
-            match p.mapping.codecs.iter().find(|m| m.room_rtx_pt == Some(room_pt)) {
+            match p
+                .mapping
+                .codecs
+                .iter()
+                .find(|m| m.room_rtx_pt == Some(room_pt))
+            {
                 Some(m) => room_pt = m.room_pt,
                 None => return,
             }
         }
-        let Some(codec) = caps.codec_by_pt(room_pt) else { return };
+        let Some(codec) = caps.codec_by_pt(room_pt) else {
+            return;
+        };
         let clock_rate = codec.clock_rate;
         let simulcast = p.mapping.encodings.len() > 1;
         let keyframe = simulcast && keyframe::is_keyframe(&codec.name, &pkt.payload);
-        let layer_profile = p.mapping.encodings.get(layer as usize).and_then(|e| e.profile.clone());
+        let layer_profile = p
+            .mapping
+            .encodings
+            .get(layer as usize)
+            .and_then(|e| e.profile.clone());
         let mut ext = pkt.header.ext_vals.clone();
         ext.transport_cc = None;
         ext.mid = None;
         ext.rid = None;
         ext.rid_repair = None;
         for cid in &p.consumers {
-            let Some(c) = consumers.get_mut(cid) else { continue };
+            let Some(c) = consumers.get_mut(cid) else {
+                continue;
+            };
             let Some(ctk) = c.transport else { continue };
             if c.remote_paused || !c.params.media_pts.contains(&room_pt) {
                 continue;
             }
             if simulcast {
                 let want = c.effective_profile.as_deref();
-                let is_target = layer_profile.as_deref() == want || (want == Some("default") && c.fwd.layer.is_none());
+                let is_target = layer_profile.as_deref() == want
+                    || (want == Some("default") && c.fwd.layer.is_none());
                 match c.fwd.layer {
                     Some(l) if l == layer => {}
                     _ if is_target && (keyframe || c.fwd.layer.is_none()) => {
@@ -264,11 +333,18 @@ impl Room {
                     _ => continue,
                 }
             }
-            let Some(ct) = transports.get_mut(&ctk) else { continue };
+            let Some(ct) = transports.get_mut(&ctk) else {
+                continue;
+            };
             if !ct.media.is_connected() {
                 continue;
             }
-            let Some((seq, ts)) = c.fwd.rewrite(*pkt.seq_no, pkt.header.timestamp, pkt.timestamp, clock_rate) else { continue };
+            let Some((seq, ts)) =
+                c.fwd
+                    .rewrite(*pkt.seq_no, pkt.header.timestamp, pkt.timestamp, clock_rate)
+            else {
+                continue;
+            };
             let sent = ct.media.write_rtp(
                 now,
                 c.params.ssrc,
@@ -306,7 +382,9 @@ mod tests {
         assert!(f.rewrite(69_999, 1, t0, 90000).is_none());
         // pause, the source jumps, resume: continuous output
         f.resumed();
-        let (s3, ts3) = f.rewrite(90_000, 123, t0 + Duration::from_millis(500), 90000).unwrap();
+        let (s3, ts3) = f
+            .rewrite(90_000, 123, t0 + Duration::from_millis(500), 90000)
+            .unwrap();
         assert_eq!(s3, s2 + 1);
         assert_eq!(ts3, 8000 + 45000);
         let (s4, ts4) = f.rewrite(90_001, 3123, t0, 90000).unwrap();

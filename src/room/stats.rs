@@ -54,8 +54,6 @@ pub struct StreamCounters {
     pub loss: Option<f32>,
     pub jitter: Option<u32>,
     pub rtt_ms: Option<f64>,
-    /// Packets retransmitted / recovered, when known.
-    pub retransmitted: u64,
 }
 
 fn epoch_ms() -> u64 {
@@ -136,7 +134,7 @@ impl Room {
                     "type": "outbound-rtp", "timestamp": ts, "ssrc": c.params.ssrc, "kind": c.kind.as_str(),
                     "packetCount": k.packets, "byteCount": k.bytes, "bitrate": rate,
                     "fractionLost": k.loss, "jitter": k.jitter, "nackCount": k.nacks, "pliCount": k.plis,
-                    "firCount": k.firs, "roundTripTime": k.rtt_ms, "retransmittedPackets": k.retransmitted,
+                    "firCount": k.firs, "roundTripTime": k.rtt_ms,
                 }]}),
             ));
         }
