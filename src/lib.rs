@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod error;
+mod log;
 pub mod media;
 pub mod net;
 pub mod protocol;

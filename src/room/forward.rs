@@ -164,6 +164,14 @@ impl Room {
     }
 
     fn on_connected(&mut self, now: Instant, tkey: TKey) {
+        if let Some(t) = self.transports.get(&tkey) {
+            crate::log::log(crate::config::LogLevel::Debug, || {
+                format!(
+                    "room {}: transport {} of peer {} connected (ICE + DTLS)",
+                    self.id, t.id, t.peer
+                )
+            });
+        }
         // Consumers enabled before the transport connected need a keyframe now.
         let Some(t) = self.transports.get(&tkey) else {
             return;
@@ -184,6 +192,12 @@ impl Room {
             return;
         };
         let (peer, id) = (t.peer.clone(), t.id);
+        crate::log::log(crate::config::LogLevel::Warn, || {
+            format!(
+                "room {}: closing transport {id} of peer {peer}: {reason}",
+                self.id
+            )
+        });
         self.host_event(
             &peer,
             json!({"event": "transportClosed", "id": id, "reason": reason}),

@@ -285,6 +285,13 @@ impl Room {
 
     /// A client request: exactly one response is produced, whatever the input.
     pub fn handle_request(&mut self, now: Instant, peer: &str, request_id: u64, bytes: &[u8]) {
+        crate::log::log(crate::config::LogLevel::Debug, || {
+            format!(
+                "room {}: request {request_id} from {peer}: {}",
+                self.id,
+                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+            )
+        });
         let msg = match protocol::decode(bytes, self.env.max_message_size) {
             Ok(m) => m,
             Err(e) => return self.respond_err(peer, request_id, &e.0),
@@ -305,6 +312,13 @@ impl Room {
 
     /// A client notification: no response; failures become host events.
     pub fn handle_notification(&mut self, now: Instant, peer: &str, bytes: &[u8]) {
+        crate::log::log(crate::config::LogLevel::Debug, || {
+            format!(
+                "room {}: notification from {peer}: {}",
+                self.id,
+                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+            )
+        });
         let msg = match protocol::decode(bytes, self.env.max_message_size) {
             Ok(m) => m,
             Err(e) => {

@@ -85,7 +85,7 @@ impl Server {
     /// Start a server. `config_json`: `None` for defaults (see [`ServerConfig`]).
     pub fn new(config_json: Option<&str>, sink: EventSink) -> Result<Server, SfuError> {
         let cfg = ServerConfig::from_json(config_json)?;
-        crate::server::worker::set_log_level(cfg.log_level);
+        crate::log::set_level(cfg.log_level);
         let cert = match (&cfg.dtls_certificate_file, &cfg.dtls_private_key_file) {
             (Some(c), Some(k)) => cert::load(c, k)?,
             _ => cert::generate()?,

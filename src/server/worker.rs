@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +15,7 @@ use super::notifier::NotifierMsg;
 use super::{EventKind, Inner};
 use crate::config::LogLevel;
 use crate::error::SfuError;
+use crate::log::log;
 use crate::media::MediaEnv;
 use crate::net::routes::{Route, Routes};
 use crate::net::socket::{self, Waker};
@@ -23,18 +23,6 @@ use crate::net::stun;
 use crate::protocol;
 use crate::room::codecs::RoomCaps;
 use crate::room::{Demux, Output, Room};
-
-static LOG_LEVEL: AtomicU8 = AtomicU8::new(1);
-
-pub(crate) fn set_log_level(l: LogLevel) {
-    LOG_LEVEL.store(l as u8, Ordering::Relaxed);
-}
-
-pub(crate) fn log(level: LogLevel, msg: impl FnOnce() -> String) {
-    if level as u8 <= LOG_LEVEL.load(Ordering::Relaxed) && level != LogLevel::None {
-        eprintln!("sfu [{level:?}] {}", msg());
-    }
-}
 
 pub(crate) enum Command {
     CreateRoom {
