@@ -1,0 +1,145 @@
+// Type declarations for the `sfu` Node binding (index.js).
+import { EventEmitter } from 'events';
+
+/** Names of `sfu_result` (include/sfu.h), used as `Error.code` for call failures. */
+export type SfuResultName =
+  | 'SFU_RESULT_NULL_ARGUMENT'
+  | 'SFU_RESULT_INVALID_UTF8'
+  | 'SFU_RESULT_INVALID_CONFIG'
+  | 'SFU_RESULT_INVALID_ARGUMENT'
+  | 'SFU_RESULT_ROOM_EXISTS'
+  | 'SFU_RESULT_ROOM_NOT_FOUND'
+  | 'SFU_RESULT_PEER_NOT_FOUND'
+  | 'SFU_RESULT_SERVER_CLOSED'
+  | 'SFU_RESULT_IO'
+  | 'SFU_RESULT_INTERNAL';
+
+/** An Error thrown for a failed library call: message from `sfu_last_error()`. */
+export interface SfuError extends Error {
+  code: SfuResultName;
+  /** The numeric `sfu_result` (absent when the binding itself detected the condition). */
+  result?: number;
+}
+
+/** `sfu_server_new` configuration (see the library README). */
+export interface ServerConfig {
+  numWorkers?: number;
+  logLevel?: 'debug' | 'warn' | 'error' | 'none';
+  rtcIPv4?: string;
+  rtcAnnouncedIPv4?: string | null;
+  rtcMinPort?: number;
+  rtcMaxPort?: number;
+  dtlsCertificateFile?: string;
+  dtlsPrivateKeyFile?: string;
+  maxMessageSize?: number;
+  transportTimeout?: number;
+}
+
+/** A room codec in mediasoup v2's room format. */
+export interface RoomMediaCodec {
+  kind: 'audio' | 'video';
+  name: string;
+  clockRate: number;
+  channels?: number;
+  parameters?: Record<string, unknown>;
+}
+
+export interface RoomOptions {
+  mediaCodecs: RoomMediaCodec[];
+}
+
+/** A mediasoup v2 notification for a client (`notification: true`, `method`, ...). */
+export interface Notification {
+  notification: true;
+  method: string;
+  target?: string;
+  [key: string]: unknown;
+}
+
+/** A host-facing event (`{ event: 'notificationError' | 'transportClosed' | 'roomClosed', ... }`). */
+export interface HostEvent {
+  event: string;
+  [key: string]: unknown;
+}
+
+/** A JSON object, or its JSON text as received from the client. */
+export type Message = object | string;
+
+export class Server extends EventEmitter {
+  /**
+   * Start a server (worker threads, UDP sockets, notifier thread). Throws an
+   * `SfuError` (code SFU_RESULT_INVALID_CONFIG, message naming the key) on a bad
+   * config. An open server keeps the Node process alive until `close()`.
+   */
+  constructor(config?: ServerConfig | string | null);
+
+  /** True once `close()` was called. */
+  readonly closed: boolean;
+
+  /** Create a room; `options` default to the library's codecs. Throws an `SfuError`. */
+  createRoom(roomId: string, options?: RoomOptions | string | null): Room;
+
+  /**
+   * Stop the server; blocks until the library has stopped. Pending requests reject
+   * with Error('server closed'); shutdown notifications (`closed` to joined peers) are
+   * still emitted on their rooms, then 'close' is emitted. Idempotent.
+   */
+  close(): void;
+
+  /** Every callback of this server has been dispatched (after `close()`). */
+  on(event: 'close', listener: () => void): this;
+  /** A notification for a room this binding no longer routes (closed and retired). */
+  on(event: 'notification', listener: (roomId: string, peerName: string, message: Notification) => void): this;
+  /** A host event for a room this binding no longer routes. */
+  on(event: 'hostEvent', listener: (roomId: string, peerName: string, event: HostEvent) => void): this;
+  on(event: string | symbol, listener: (...args: any[]) => void): this;
+}
+
+export class Room extends EventEmitter {
+  /** Rooms come from `Server#createRoom`; constructing one throws. */
+  private constructor();
+
+  readonly id: string;
+  readonly server: Server;
+  /** True once closed (by `close()`, the server's close, or the library). */
+  readonly closed: boolean;
+
+  /**
+   * Pass a request a client sent. Resolves with the response `data`; rejects with
+   * `Error(reason)` on `{ok:false}`, with Error('server closed') if the server closes
+   * first, and with an `SfuError` for call errors (closed room: SFU_RESULT_ROOM_NOT_FOUND).
+   */
+  request<T = any>(peerName: string, request: Message): Promise<T>;
+
+  /** Pass a notification a client sent; failures come back as a 'hostEvent'. Throws an `SfuError`. */
+  notify(peerName: string, notification: Message): void;
+
+  /** Close one peer: `closed` to it, `peerClosed` to the others. Throws an `SfuError`. */
+  closePeer(peerName: string): void;
+
+  /** Close the room: every joined peer gets `closed` (emitted here). Idempotent. */
+  close(): void;
+
+  /** A notification to deliver verbatim to `peerName`. */
+  on(event: 'notification', listener: (peerName: string, message: Notification) => void): this;
+  /** A host-facing event (`peerName` may be ''). */
+  on(event: 'hostEvent', listener: (peerName: string, event: HostEvent) => void): this;
+  on(event: string | symbol, listener: (...args: any[]) => void): this;
+}
+
+/** The library version (`sfu_version()`). */
+export const version: string;
+
+/** Native counters, for leak tests. */
+export function counters(): {
+  serversCreated: number;
+  /** The library's userdata finalizer runs (one per freed server). */
+  userdataFreed: number;
+  tsfnFinalized: number;
+  /** A tsfn finalized before its library stopped: must stay 0. */
+  tsfnFinalizedEarly: number;
+  /** GC finalizers of server handles. */
+  handlesFinalized: number;
+  /** Callbacks dropped (out of memory, or during environment teardown). */
+  itemsDropped: number;
+};
