@@ -12,7 +12,9 @@
  * - Requests and notifications are copied, queued and processed on library worker
  *   threads; the call returns at once. Every request gets exactly one response.
  * - The callback runs on one library-owned notifier thread, never concurrently with
- *   itself, per peer in the order messages were produced. Strings passed to it are
+ *   itself, from one queue in the order messages were produced (so per peer in
+ *   production order, and what a synchronous call produced comes before anything
+ *   produced after it returned). Strings passed to it are
  *   valid only during the call. It may call any function except sfu_server_free.
  * - sfu_server_free blocks until every library thread has stopped; after it returns
  *   no callback runs, and userdata_free(userdata) has run exactly once.
@@ -85,7 +87,10 @@ typedef struct sfu_server sfu_server;
 //   the callback returns. Copy what you keep. `json_len` excludes the NUL.
 //
 // Threading: called on one library-owned thread (the notifier), never concurrently
-// with itself, and per peer in the order the messages were produced. It may call
+// with itself. All callbacks of a server go through one queue, in the order they were
+// produced: per peer in production order, and everything a synchronous call
+// (`sfu_server_create_room`, `sfu_server_close_room`, `sfu_server_close_peer`)
+// produced comes before anything produced after it returned. It may call
 // `sfu_server_request`, `sfu_server_notify`, `sfu_server_create_room`,
 // `sfu_server_close_room` and `sfu_server_close_peer`; it must not call
 // `sfu_server_free` on its own server (if it does, the call returns without waiting,

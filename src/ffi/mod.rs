@@ -70,7 +70,10 @@ pub enum sfu_event_kind {
 ///   the callback returns. Copy what you keep. `json_len` excludes the NUL.
 ///
 /// Threading: called on one library-owned thread (the notifier), never concurrently
-/// with itself, and per peer in the order the messages were produced. It may call
+/// with itself. All callbacks of a server go through one queue, in the order they were
+/// produced: per peer in production order, and everything a synchronous call
+/// (`sfu_server_create_room`, `sfu_server_close_room`, `sfu_server_close_peer`)
+/// produced comes before anything produced after it returned. It may call
 /// `sfu_server_request`, `sfu_server_notify`, `sfu_server_create_room`,
 /// `sfu_server_close_room` and `sfu_server_close_peer`; it must not call
 /// `sfu_server_free` on its own server (if it does, the call returns without waiting,
