@@ -1147,7 +1147,8 @@ static void test_free_answers_pending(void) {
     begin("free answers queued requests");
     host h;
     host_init(&h);
-    sfu_server *s = new_server(&h, "{\"numWorkers\":1}");
+    /* A high pending-request limit: this test floods one peer on purpose. */
+    sfu_server *s = new_server(&h, "{\"numWorkers\":1,\"maxPendingRequestsPerPeer\":100000}");
     CHECK_RESULT(sfu_server_create_room(s, "r", NULL), SFU_RESULT_OK);
     enum { N = 200 };
     for (uint64_t i = 1; i <= N; i++)
