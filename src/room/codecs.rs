@@ -731,6 +731,21 @@ impl ProducerMapping {
         None
     }
 
+    /// (SSRC, RTX SSRC) of every encoding that has an SSRC.
+    pub fn streams(&self) -> Vec<(u32, Option<u32>)> {
+        self.encodings
+            .iter()
+            .filter_map(|e| e.ssrc.map(|s| (s, e.rtx.map(|r| r.ssrc))))
+            .collect()
+    }
+
+    /// Every SSRC the producer uses, media and RTX.
+    pub fn all_ssrcs(&self) -> impl Iterator<Item = u32> + '_ {
+        self.streams()
+            .into_iter()
+            .flat_map(|(s, r)| std::iter::once(s).chain(r))
+    }
+
     /// Simulcast profiles of the encodings, if any encoding carries one.
     pub fn profiles(&self) -> Vec<String> {
         self.encodings

@@ -357,21 +357,13 @@ impl Room {
             )));
         }
         // SSRCs and MIDs must not collide with another producer of the transport.
-        let mine: Vec<u32> = mapping
-            .encodings
-            .iter()
-            .flat_map(|e| e.ssrc.into_iter().chain(e.rtx.map(|r| r.ssrc)))
-            .collect();
+        let mine: Vec<u32> = mapping.all_ssrcs().collect();
         for pk in &t.producers {
             let other = &self.producers[pk];
-            for e in &other.mapping.encodings {
-                for s in e.ssrc.into_iter().chain(e.rtx.map(|r| r.ssrc)) {
-                    if mine.contains(&s) {
-                        return Err(ReqError(format!(
-                            "wrong RTP parameters: ssrc {s} already used on this transport"
-                        )));
-                    }
-                }
+            if let Some(s) = other.mapping.all_ssrcs().find(|s| mine.contains(s)) {
+                return Err(ReqError(format!(
+                    "wrong RTP parameters: ssrc {s} already used on this transport"
+                )));
             }
             if params.mux_id.is_some() && Some(&other.mid) == params.mux_id.as_ref() {
                 return Err(ReqError(
@@ -381,11 +373,7 @@ impl Room {
         }
         let pkey = self.new_key();
         let mid = params.mux_id.clone().unwrap_or_else(|| format!("p{pkey}"));
-        let streams: Vec<(u32, Option<u32>)> = mapping
-            .encodings
-            .iter()
-            .filter_map(|e| e.ssrc.map(|s| (s, e.rtx.map(|r| r.ssrc))))
-            .collect();
+        let streams: Vec<(u32, Option<u32>)> = mapping.streams();
         let t = self.transports.get_mut(&tkey).expect("indexed");
         t.media.add_producer(now, &mid, kind, &streams, &mapping);
         t.producers.push(pkey);
@@ -447,17 +435,8 @@ impl Room {
         let kind = self.producers[&pkey].kind;
         let mapping = self.caps.map_producer(kind, &params)?;
         let p = self.producers.get_mut(&pkey).expect("indexed");
-        let old: Vec<(u32, Option<u32>)> = p
-            .mapping
-            .encodings
-            .iter()
-            .filter_map(|e| e.ssrc.map(|s| (s, e.rtx.map(|r| r.ssrc))))
-            .collect();
-        let new: Vec<(u32, Option<u32>)> = mapping
-            .encodings
-            .iter()
-            .filter_map(|e| e.ssrc.map(|s| (s, e.rtx.map(|r| r.ssrc))))
-            .collect();
+        let old: Vec<(u32, Option<u32>)> = p.mapping.streams();
+        let new: Vec<(u32, Option<u32>)> = mapping.streams();
         p.mapping.codecs = mapping.codecs;
         p.mapping.exts = mapping.exts;
         p.mapping.encodings = mapping.encodings;

@@ -241,12 +241,10 @@ impl Room {
                 .consumers
                 .values()
                 .any(|c| c.params.ssrc == s || c.params.rtx_ssrc == Some(s))
-                || self.producers.values().any(|p| {
-                    p.mapping
-                        .encodings
-                        .iter()
-                        .any(|e| e.ssrc == Some(s) || e.rtx.map(|r| r.ssrc) == Some(s))
-                });
+                || self
+                    .producers
+                    .values()
+                    .any(|p| p.mapping.all_ssrcs().any(|x| x == s));
             if !used {
                 return s;
             }
@@ -512,12 +510,7 @@ impl Room {
         };
         if let Some(t) = self.transports.get_mut(&p.transport) {
             t.producers.retain(|k| *k != pkey);
-            let ssrcs: Vec<(u32, Option<u32>)> = p
-                .mapping
-                .encodings
-                .iter()
-                .filter_map(|e| e.ssrc.map(|s| (s, e.rtx.map(|r| r.ssrc))))
-                .collect();
+            let ssrcs: Vec<(u32, Option<u32>)> = p.mapping.streams();
             t.media.remove_producer(now, &p.mid, &ssrcs);
         }
         if let Some(owner) = self.peer_mut(&p.peer) {
