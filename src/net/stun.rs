@@ -25,14 +25,15 @@ pub fn looks_like_stun(data: &[u8]) -> bool {
     data.len() >= 20 && data[0] < 4
 }
 
-/// For a binding request: our (local) ufrag from USERNAME "<ours>:<theirs>".
-pub fn binding_request_local_ufrag(data: &[u8]) -> Option<String> {
+/// For a binding request: look up our (local) ufrag from USERNAME
+/// "<ours>:<theirs>" with `f`, without copying it.
+pub fn with_binding_request_local_ufrag<R>(data: &[u8], f: impl FnOnce(&str) -> Option<R>) -> Option<R> {
     let msg = str0m::ice::StunMessage::parse(data).ok()?;
     if !msg.is_binding_request() {
         return None;
     }
     let (local, _) = msg.split_username()?;
-    Some(local.to_string())
+    f(local)
 }
 
 /// Does the binding request verify with `password`?

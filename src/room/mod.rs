@@ -697,10 +697,8 @@ impl Room {
 
 impl Room {
     /// The ICE password of a transport (for routing first-contact STUN).
-    pub fn transport_password(&self, tkey: TKey) -> Option<String> {
-        self.transports
-            .get(&tkey)
-            .map(|t| t.media.ice_password().to_string())
+    pub fn transport_password(&self, tkey: TKey) -> Option<&str> {
+        self.transports.get(&tkey).map(|t| t.media.ice_password())
     }
 
     /// (peer name, legacy) of every peer.

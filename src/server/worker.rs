@@ -411,11 +411,10 @@ impl Worker {
     /// ufrag (and must verify); everything else by its validated source address.
     fn route(&self, src: SocketAddr, data: &[u8]) -> Option<Route> {
         if stun::looks_like_stun(data) {
-            if let Some(u) = stun::binding_request_local_ufrag(data) {
-                let r = self.routes.by_ufrag(&u)?;
+            if let Some(r) = stun::with_binding_request_local_ufrag(data, |u| self.routes.by_ufrag(u)) {
                 let room = self.rooms.get(r.0)?.as_ref()?;
                 let pass = room.transport_password(r.1)?;
-                return stun::verify(data, &pass).then_some(r);
+                return stun::verify(data, pass).then_some(r);
             }
         }
         self.routes.by_addr(&src)
