@@ -1,6 +1,7 @@
 //! Builds and runs the C/C++ programs against the release C library:
-//! `tests/c/*` (the C ABI under ASan/UBSan/LeakSanitizer, the header as C and C++)
-//! and the documented example `examples/c` (through its Makefile).
+//! `tests/c/*` (the C ABI under ASan/UBSan/LeakSanitizer: control plane, shutdown
+//! races; the header as C and C++) and the documented example `examples/c` (through
+//! its Makefile). `tests/c/stdio_host.c` is built and driven by tests/c_media.rs.
 //!
 //! The library is NOT built from here: `cargo build --release` (scripts/test.sh does
 //! it first) must have produced `target/release/libsfu.so`. Build outputs go to
@@ -131,7 +132,13 @@ fn assert_instrumented(exe: &Path) {
 /// Run with a bounded time under the sanitizers' strict settings; returns stdout.
 /// Panics (with the program's output) on timeout or a non-zero exit.
 fn run(exe: &Path) -> String {
+    run_args(exe, &[])
+}
+
+/// [`run`] with command-line arguments.
+fn run_args(exe: &Path, args: &[&str]) -> String {
     let mut child = Command::new(exe)
+        .args(args)
         .current_dir(exe.parent().unwrap())
         // The rpath must be what finds libsfu.so (cargo sets LD_LIBRARY_PATH for tests).
         .env_remove("LD_LIBRARY_PATH")
@@ -189,6 +196,26 @@ fn c_control_plane_under_sanitizers() {
     assert_instrumented(&exe);
     let out = run(&exe);
     assert_passed_line(&out, 8);
+}
+
+/// tests/c/shutdown.c: sfu_server_free from inside the callback, racing requests
+/// (30 runs) and from two threads at once (20 runs), under the sanitizers.
+#[test]
+fn c_shutdown_races_under_sanitizers() {
+    let exe = build("gcc", "c11", &["tests/c/shutdown.c"], "shutdown");
+    assert_instrumented(&exe);
+    let out = run(&exe);
+    assert_passed_line(&out, 3);
+}
+
+/// sfu_server_free from inside the callback of the last queued event: userdata_free
+/// must still run (exactly once) once the callback returns.
+#[test]
+fn c_free_in_last_callback_runs_userdata_free() {
+    let exe = build("gcc", "c11", &["tests/c/shutdown.c"], "shutdown_last_event");
+    assert_instrumented(&exe);
+    let out = run_args(&exe, &["last-event"]);
+    assert_passed_line(&out, 1);
 }
 
 #[test]

@@ -53,6 +53,11 @@ pub(crate) fn run(rx: Receiver<NotifierMsg>, mut sink: EventSink, inner: Arc<Inn
                 };
                 // A panicking Rust sink must not take the notifier down.
                 let _ = catch_unwind(AssertUnwindSafe(|| sink(ev)));
+                if inner.stop_now.load(std::sync::atomic::Ordering::Acquire) {
+                    // The callback freed the server: end now, without waiting for
+                    // another message that may never come.
+                    break;
+                }
             }
         }
     }
