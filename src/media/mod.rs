@@ -74,6 +74,9 @@ pub enum MediaEvent {
     Dead(String),
 }
 
+/// How long a consumer's sent packets stay available for NACK-triggered resends.
+pub const RTX_CACHE_AGE: Duration = Duration::from_secs(1);
+
 /// Bound on datagrams kept before the `Rtc` exists / before DTLS can start.
 const MAX_EARLY: usize = 128;
 
@@ -104,6 +107,8 @@ pub struct TransportMedia {
     bwe_bps: Option<u64>,
     dead: bool,
     closed: bool,
+    /// `write_rtp` queued packets that leave at the next `flush_writes`.
+    writes_pending: bool,
     /// Streams declared before the Rtc existed (send transports): replayed at build.
     pending_rx: Vec<(String, Kind, Vec<(u32, Option<u32>)>)>,
 }
@@ -136,6 +141,7 @@ impl TransportMedia {
             bwe_bps: None,
             dead: false,
             closed: false,
+            writes_pending: false,
             pending_rx: Vec::new(),
         };
         if dir == Dir::Recv {
@@ -402,8 +408,13 @@ impl TransportMedia {
             if !has_media(rtc, mid) {
                 rtc.direct_api().declare_media(mid, mk);
             }
-            rtc.direct_api()
-                .declare_stream_tx(Ssrc::from(ssrc), rtx.map(Ssrc::from), mid, None);
+            let mut api = rtc.direct_api();
+            let tx = api.declare_stream_tx(Ssrc::from(ssrc), rtx.map(Ssrc::from), mid, None);
+            // Answer NACKs for the last second (libwebrtc keeps at least 1 s of send
+            // history too) instead of str0m's 3 s: each cached packet costs ~430 bytes
+            // per consumer (the payload itself is shared), the largest part of a video
+            // consumer's memory at steady state.
+            tx.set_rtx_cache(1024, RTX_CACHE_AGE, Some(0.15));
             Ok(())
         });
     }
@@ -427,7 +438,9 @@ impl TransportMedia {
         });
     }
 
-    /// Send one RTP packet on a declared outgoing stream, right away.
+    /// Queue one RTP packet on a declared outgoing stream; it leaves at the next
+    /// `flush_writes` (the caller flushes once per batch of input, so a transport
+    /// that gets several packets in one batch pays str0m's timeout handling once).
     #[allow(clippy::too_many_arguments)]
     pub fn write_rtp(
         &mut self,
@@ -463,13 +476,29 @@ impl TransportMedia {
                 .nackable(nackable),
         );
         drop(api);
-        // The packet leaves on the next timeout input (str0m-notes gotcha 4).
+        // A write is a mutation: drain (it yields only a Timeout, str0m-notes gotcha 4).
+        let mut evs = Vec::new();
+        self.drain_into(now, &mut evs, Some(tx));
+        self.writes_pending = true;
+        true
+    }
+
+    /// Packets queued by `write_rtp` wait for `flush_writes`.
+    pub fn writes_pending(&self) -> bool {
+        self.writes_pending
+    }
+
+    /// Send what `write_rtp` queued: str0m sends queued RTP on a timeout input.
+    pub fn flush_writes(&mut self, now: Instant, tx: &mut Tx) {
+        if !std::mem::take(&mut self.writes_pending) || self.closed {
+            return;
+        }
+        let Some(rtc) = self.rtc.as_mut() else { return };
         if let Err(e) = rtc.handle_input(Input::Timeout(now)) {
             self.mark_dead(format!("rtc error: {e}"));
         }
         let mut evs = Vec::new();
         self.drain_into(now, &mut evs, Some(tx));
-        true
     }
 
     /// A datagram for this transport (`data`) or a timer tick (`None`).

@@ -257,6 +257,22 @@ impl Room {
             .min()
     }
 
+    /// Send the RTP that `forward` queued (once per transport, whatever the number
+    /// of packets). The worker calls it after each batch of input datagrams.
+    pub fn flush_writes(&mut self, now: Instant, tx: &mut Tx) {
+        self.pending_write_count = 0;
+        for k in std::mem::take(&mut self.pending_writes) {
+            if let Some(t) = self.transports.get_mut(&k) {
+                t.media.flush_writes(now, tx);
+            }
+        }
+    }
+
+    /// RTP packets queued and not yet flushed.
+    pub fn pending_writes(&self) -> usize {
+        self.pending_write_count
+    }
+
     /// Transmits queued by control-plane calls (keyframe requests, DTLS start...).
     pub fn flush(&mut self, tx: &mut Tx) {
         for t in self.transports.values_mut() {
@@ -287,6 +303,8 @@ impl Room {
             consumers,
             transports,
             caps,
+            pending_writes,
+            pending_write_count,
             ..
         } = self;
         let p = producers.get_mut(&pkey).expect("found");
@@ -359,6 +377,7 @@ impl Room {
             else {
                 continue;
             };
+            let was_pending = ct.media.writes_pending();
             let sent = ct.media.write_rtp(
                 now,
                 c.params.ssrc,
@@ -374,6 +393,10 @@ impl Room {
             if sent {
                 c.counters.packets += 1;
                 c.counters.bytes += pkt.payload.len() as u64;
+                *pending_write_count += 1;
+                if !was_pending {
+                    pending_writes.push(ctk);
+                }
             }
         }
     }

@@ -141,6 +141,10 @@ pub struct Room {
     pub(crate) consumers: HashMap<u64, Consumer>,
     pub(crate) out: Vec<Output>,
     pub(crate) demux: Vec<Demux>,
+    /// Transports with RTP queued by `forward`, sent by `flush_writes`.
+    pub(crate) pending_writes: Vec<TKey>,
+    /// Packets queued since the last `flush_writes`.
+    pub(crate) pending_write_count: usize,
     pub(crate) rng: Rng,
     consumer_counter: u64,
     consumer_id_offset: u64,
@@ -174,6 +178,8 @@ impl Room {
             consumers: HashMap::new(),
             out: Vec::new(),
             demux: Vec::new(),
+            pending_writes: Vec::new(),
+            pending_write_count: 0,
             rng,
             consumer_counter: 0,
             consumer_id_offset,

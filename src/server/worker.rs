@@ -18,7 +18,7 @@ use crate::error::SfuError;
 use crate::log::log;
 use crate::media::MediaEnv;
 use crate::net::routes::{Route, Routes};
-use crate::net::socket::{self, Waker};
+use crate::net::socket::{self, SendBatch, Waker};
 use crate::net::stun;
 use crate::protocol;
 use crate::room::codecs::RoomCaps;
@@ -78,7 +78,16 @@ struct Worker {
     by_id: HashMap<String, usize>,
     routes: Routes,
     next_key_base: u64,
+    /// Datagrams produced while handling input, sent together (`sendmmsg`) at the
+    /// end of each batch (see `flush_sends`).
+    out: SendBatch,
+    /// Rooms that queued RTP during the current batch (see `flush_writes`).
+    touched: Vec<usize>,
 }
+
+/// Queued RTP packets in a room above which they are sent before the batch ends:
+/// bounds the latency that deferring sends to the end of a batch adds.
+const MAX_PENDING_WRITES: usize = 1024;
 
 const MAX_DATAGRAM: usize = 2048;
 const BATCH: usize = 32;
@@ -100,6 +109,8 @@ pub(crate) fn run(
         by_id: HashMap::new(),
         routes: Routes::default(),
         next_key_base: 0,
+        out: SendBatch::default(),
+        touched: Vec::new(),
     };
     let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; MAX_DATAGRAM]).collect();
     let mut lens = [0usize; BATCH];
@@ -116,6 +127,7 @@ pub(crate) fn run(
             }
             w.command(cmd);
         }
+        w.flush_sends();
         if shutdown {
             w.shutdown(&rx);
             return;
@@ -132,11 +144,14 @@ pub(crate) fn run(
                     w.datagram(now, src, &bufs[i][..lens[i]]);
                 }
             }
+            w.flush_writes(now);
+            w.flush_sends();
         }
         // 3. Timers.
         let now = Instant::now();
         if timeout.is_none_or(|t| t <= now) {
             w.timers(now);
+            w.flush_sends();
         }
         timeout = w.next_timeout();
         let wait = timeout.map(|t| t.saturating_duration_since(Instant::now()));
@@ -152,6 +167,13 @@ pub(crate) fn run(
 }
 
 impl Worker {
+    /// Send the datagrams queued since the last flush.
+    fn flush_sends(&mut self) {
+        if !self.out.is_empty() {
+            self.out.flush(&self.sock);
+        }
+    }
+
     fn send_out(&self, room: &str, outs: Vec<Output>) {
         for o in outs {
             let msg = match o {
@@ -178,11 +200,9 @@ impl Worker {
         slot: usize,
         f: impl FnOnce(&mut Room, &mut dyn FnMut(SocketAddr, SocketAddr, &[u8])) -> R,
     ) -> Option<R> {
-        let sock = &self.sock;
+        let (sock, out) = (&self.sock, &mut self.out);
         let room = self.rooms.get_mut(slot)?.as_mut()?;
-        let mut tx = |_src: SocketAddr, dst: SocketAddr, data: &[u8]| {
-            let _ = sock.send_to(data, dst);
-        };
+        let mut tx = |_src: SocketAddr, dst: SocketAddr, data: &[u8]| out.push(sock, dst, data);
         let r = catch_unwind(AssertUnwindSafe(|| {
             let r = f(room, &mut tx);
             room.flush(&mut tx);
@@ -281,8 +301,19 @@ impl Worker {
             Command::CreateRoom { id, caps, reply } => {
                 self.next_key_base += 1 << 32;
                 let room = Room::new(id.clone(), caps, self.env.clone(), self.next_key_base);
-                self.rooms.push(Some(room));
-                self.by_id.insert(id, self.rooms.len() - 1);
+                // Reuse the slot of a closed room (its routes went with it), so that
+                // room churn does not grow `rooms`, and the timer scan, forever.
+                let slot = match self.rooms.iter().position(Option::is_none) {
+                    Some(free) => {
+                        self.rooms[free] = Some(room);
+                        free
+                    }
+                    None => {
+                        self.rooms.push(Some(room));
+                        self.rooms.len() - 1
+                    }
+                };
+                self.by_id.insert(id, slot);
                 let _ = reply.send(Ok(()));
             }
             Command::CloseRoom { id, reply } => {
@@ -394,6 +425,7 @@ impl Worker {
                 self.rooms[slot] = None;
             }
         }
+        self.flush_sends();
         let _ = self.idx;
     }
 
@@ -405,6 +437,20 @@ impl Worker {
         self.with_room(slot, |r, tx| {
             r.handle_datagram(now, tkey, src, dst, data, tx)
         });
+        let pending = self.rooms.get(slot).and_then(Option::as_ref).map_or(0, |r| r.pending_writes());
+        if pending > 0 && !self.touched.contains(&slot) {
+            self.touched.push(slot);
+        }
+        if pending >= MAX_PENDING_WRITES {
+            self.with_room(slot, |r, tx| r.flush_writes(now, tx));
+        }
+    }
+
+    /// Send the RTP that rooms queued while handling this batch of datagrams.
+    fn flush_writes(&mut self, now: Instant) {
+        for slot in std::mem::take(&mut self.touched) {
+            self.with_room(slot, |r, tx| r.flush_writes(now, tx));
+        }
     }
 
     /// Which transport a datagram is for. STUN binding requests are routed by our
@@ -483,6 +529,8 @@ mod tests {
             by_id: HashMap::new(),
             routes: Routes::default(),
             next_key_base: 0,
+            out: SendBatch::default(),
+            touched: Vec::new(),
         };
         (w, notify_rx)
     }
@@ -546,5 +594,22 @@ mod tests {
             }) => assert!(json.contains("room not found")),
             _ => panic!("no response"),
         }
+    }
+
+    #[test]
+    fn a_closed_room_slot_is_reused_so_room_churn_does_not_grow_the_worker() {
+        let (mut w, _rx) = worker();
+        for i in 0..100 {
+            let (tx, _r) = crossbeam_channel::bounded(1);
+            let id = format!("r{i}");
+            w.command(Command::CreateRoom {
+                id: id.clone(),
+                caps: RoomCaps::from_options(None).unwrap(),
+                reply: tx,
+            });
+            w.command(Command::CloseRoom { id, reply: None });
+        }
+        assert_eq!(w.rooms.len(), 1, "one slot, reused");
+        assert!(w.by_id.is_empty());
     }
 }
