@@ -1,7 +1,7 @@
 //! Media through a C host process: tests/c/stdio_host.c (built here with
 //! ASan/UBSan/LeakSanitizer against target/release/libsfu.so) hosts the library and
 //! carries the mediasoup JSON over stdin/stdout; this test plays the browsers with the
-//! str0m peers of tests/common/peer.rs over loopback UDP. alice produces Opus + VP8,
+//! str0m peers of the test kit (crates/sfu-testkit/src/peer.rs) over loopback UDP. alice produces Opus + VP8,
 //! bob consumes both and must get every payload byte intact, with the consumer's SSRC,
 //! the room PT and continuous sequence numbers. Then the host frees the server on
 //! `quit` and must exit 0 without a sanitizer report.
@@ -9,131 +9,18 @@
 //! The library is NOT built from here: `cargo build --release` must have produced
 //! `target/release/libsfu.so` (as for tests/c_programs.rs). Needs gcc, nm, readelf.
 
-mod common;
-
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use common::harness::{client_caps, producer_params, CHROME_AUDIO_EXTS, CHROME_VIDEO_EXTS};
-use common::peer::{ext_ids_from_json, ext_refs, pump_all, pump_all_until, BrowserTransport, CodecSpec, Direction, TransportParams};
+use sfu_testkit::builders::{client_caps, producer_params, CHROME_AUDIO_EXTS, CHROME_VIDEO_EXTS};
+use sfu_testkit::cbuild::{assert_instrumented, build};
+use sfu_testkit::peer::{ext_ids_from_json, ext_refs, pump_all, pump_all_until, BrowserTransport, CodecSpec, Direction, TransportParams};
 use serde_json::{json, Value};
-
-// ------------------------------------------------------------------------------------
-// Building the host (copied from tests/c_programs.rs)
-
-/// Sanitizers for every program: errors abort (UBSan otherwise only prints).
-const SANITIZE: &[&str] = &["-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"];
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(d) if Path::new(&d).is_absolute() => PathBuf::from(d),
-        Some(d) => root().join(d),
-        None => root().join("target"),
-    }
-}
-
-/// target/release, checked: the library must have been built already.
-fn lib_dir() -> PathBuf {
-    let dir = target_dir().join("release");
-    let so = dir.join("libsfu.so");
-    assert!(
-        so.is_file(),
-        "{} is missing: build the C library first with `cargo build --release` \
-         (scripts/test.sh does), then run `cargo test --release --test c_media`",
-        so.display()
-    );
-    if let Some(newer) = newest_source_after(&so) {
-        eprintln!(
-            "warning: {} is newer than {}: the C host may run against a stale library \
-             (run `cargo build --release`)",
-            newer.display(),
-            so.display()
-        );
-    }
-    dir
-}
-
-/// A file under src/ modified after `artifact`.
-fn newest_source_after(artifact: &Path) -> Option<PathBuf> {
-    let built = std::fs::metadata(artifact).and_then(|m| m.modified()).ok()?;
-    fn walk(dir: &Path, built: SystemTime, out: &mut Option<PathBuf>) {
-        let Ok(rd) = std::fs::read_dir(dir) else { return };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, built, out);
-            } else if p.extension().is_some_and(|x| x == "rs")
-                && e.metadata().and_then(|m| m.modified()).is_ok_and(|m| m > built)
-            {
-                *out = Some(p);
-            }
-        }
-    }
-    let mut found = None;
-    walk(&root().join("src"), built, &mut found);
-    found
-}
-
-fn out_dir(name: &str) -> PathBuf {
-    let d = target_dir().join("c-tests").join(name);
-    std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("creating {}: {e}", d.display()));
-    d
-}
-
-fn run_checked(cmd: &mut Command, what: &str) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}"));
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{what} failed ({}):\n{cmd:?}\n{text}", out.status);
-    text
-}
-
-/// Compile and link one C program with sanitizers and an rpath to the library; built
-/// under a temporary name and renamed, so concurrent runs never execute a half-written file.
-fn build(sources: &[&str], name: &str) -> PathBuf {
-    let lib = lib_dir();
-    let dir = out_dir(name);
-    let exe = dir.join(name);
-    let tmp = dir.join(format!("{name}.{}.tmp", std::process::id()));
-    let mut cmd = Command::new("gcc");
-    cmd.arg("-std=c11").args(["-Wall", "-Wextra", "-Werror"]).args(SANITIZE).arg("-I").arg(root().join("include"));
-    for s in sources {
-        cmd.arg(root().join(s));
-    }
-    cmd.arg("-o")
-        .arg(&tmp)
-        .arg("-L")
-        .arg(&lib)
-        .arg("-lsfu")
-        .arg(format!("-Wl,-rpath,{}", lib.display()))
-        .args(["-lpthread", "-lm"]);
-    run_checked(&mut cmd, &format!("compiling {name}"));
-    std::fs::rename(&tmp, &exe).unwrap_or_else(|e| panic!("renaming {}: {e}", tmp.display()));
-    exe
-}
-
-/// The sanitizer really is in the binary, and it resolves the library from
-/// target/release (rpath).
-fn assert_instrumented(exe: &Path) {
-    let syms = run_checked(Command::new("nm").arg(exe), "nm");
-    assert!(syms.contains("__asan_init"), "{} is not built with AddressSanitizer (no __asan_init)", exe.display());
-    let dynamic = run_checked(Command::new("readelf").arg("-d").arg(exe), "readelf -d");
-    let lib = lib_dir();
-    assert!(
-        dynamic.lines().any(|l| (l.contains("RUNPATH") || l.contains("RPATH")) && l.contains(&*lib.to_string_lossy())),
-        "{} has no rpath to {}:\n{dynamic}",
-        exe.display(),
-        lib.display()
-    );
-}
 
 // ------------------------------------------------------------------------------------
 // The C host process
@@ -404,7 +291,7 @@ type ConsumerInfo = (u64, u32, u8, String);
 
 #[test]
 fn media_flows_through_a_c_host_process() {
-    let exe = build(&["tests/c/stdio_host.c"], "stdio_host");
+    let exe = build("gcc", "c11", &["tests/c/stdio_host.c"], "stdio_host");
     assert_instrumented(&exe);
     let mut h = CHost::spawn(&exe, r#"{"numWorkers":1,"rtcIPv4":"127.0.0.1"}"#);
 

@@ -1,11 +1,10 @@
 //! The mediasoup v2 signalling rules (protocol.md §4–§10), one test per rule, driven
 //! through the public API like a host would.
 
-mod common;
-
 use std::time::Duration;
 
-use common::harness::{client_caps, fake_dtls, producer_params, Harness};
+use sfu_testkit::builders::{client_caps, fake_dtls, producer_params};
+use sfu_testkit::harness::{Harness};
 use serde_json::{json, Value};
 
 const R: &str = "room1";

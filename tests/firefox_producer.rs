@@ -13,13 +13,11 @@
 //!
 //! Peers are str0m-based browser stand-ins over loopback UDP; every wait is bounded.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::harness::Harness;
-use common::peer::{ext_ids_from_json, ext_refs, BrowserTransport, CodecSpec, Direction, ReceivedRtp, TransportParams};
+use sfu_testkit::harness::Harness;
+use sfu_testkit::peer::{ext_ids_from_json, ext_refs, BrowserTransport, CodecSpec, Direction, ReceivedRtp, TransportParams};
 use serde_json::{json, Value};
 
 const R: &str = "firefox";
@@ -168,7 +166,7 @@ impl Fx {
     }
 
     fn pump(&mut self, d: Duration) {
-        common::peer::pump_all(&mut [&mut self.bob, &mut self.alice], d);
+        sfu_testkit::peer::pump_all(&mut [&mut self.bob, &mut self.alice], d);
     }
 
     fn wait(&mut self, timeout: Duration, mut cond: impl FnMut(&Fx) -> bool) -> bool {

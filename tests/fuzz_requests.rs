@@ -5,8 +5,6 @@
 //! raw bytes, random JSON values, and valid messages with mutated fields — the last
 //! kind reaches deep into the handlers, where most bugs would be.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -94,7 +92,7 @@ impl Gen {
 }
 
 fn templates() -> Vec<Value> {
-    let dtls = common::harness::fake_dtls("server");
+    let dtls = sfu_testkit::builders::fake_dtls("server");
     vec![
         json!({"method": "queryRoom", "target": "room"}),
         json!({"method": "join", "target": "room", "peerName": "p", "spy": false, "appData": {}}),
@@ -102,11 +100,11 @@ fn templates() -> Vec<Value> {
         json!({"method": "createTransport", "target": "peer", "id": 2, "direction": "recv", "options": {}}),
         json!({"method": "restartTransport", "target": "peer", "id": 1}),
         json!({"method": "createProducer", "target": "peer", "id": 3, "kind": "video", "transportId": 1,
-               "rtpParameters": common::harness::producer_params("video", "1", 1234, Some(1235)), "paused": false}),
+               "rtpParameters": sfu_testkit::builders::producer_params("video", "1", 1234, Some(1235)), "paused": false}),
         json!({"method": "createProducer", "target": "peer", "id": 4, "kind": "audio", "transportId": 1,
-               "rtpParameters": common::harness::producer_params("audio", "0", 4321, None), "paused": false}),
+               "rtpParameters": sfu_testkit::builders::producer_params("audio", "0", 4321, None), "paused": false}),
         json!({"method": "enableConsumer", "target": "peer", "id": 10_000_001, "transportId": 2, "paused": false, "preferredProfile": "default"}),
-        json!({"method": "updateTransport", "target": "peer", "notification": true, "id": 2, "dtlsParameters": common::harness::fake_dtls("client")}),
+        json!({"method": "updateTransport", "target": "peer", "notification": true, "id": 2, "dtlsParameters": sfu_testkit::builders::fake_dtls("client")}),
         json!({"method": "closeTransport", "target": "peer", "notification": true, "id": 1}),
         json!({"method": "pauseProducer", "target": "peer", "notification": true, "id": 3}),
         json!({"method": "resumeProducer", "target": "peer", "notification": true, "id": 3}),
@@ -116,7 +114,7 @@ fn templates() -> Vec<Value> {
         json!({"method": "setConsumerPreferredProfile", "target": "peer", "notification": true, "id": 10_000_001, "profile": "low"}),
         json!({"method": "enableTransportStats", "target": "peer", "notification": true, "id": 1, "interval": 1000}),
         json!({"method": "updateProducer", "target": "peer", "notification": true, "id": 3,
-               "rtpParameters": common::harness::producer_params("video", "1", 999, None)}),
+               "rtpParameters": sfu_testkit::builders::producer_params("video", "1", 999, None)}),
         json!({"method": "leave", "target": "peer", "notification": true}),
     ]
 }

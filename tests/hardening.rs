@@ -1,17 +1,13 @@
 //! Hardening: hostile input and unauthenticated traffic (docs/reliability.md).
 //!
 //! * The fuzz corpora (fuzz/corpus/{request,datagram,config}) replayed through the
-//!   same harness the cargo-fuzz targets use (fuzz/src/harness.rs, included here), so
-//!   every input the fuzzers kept is re-checked by the test command without libFuzzer.
+//!   same inputs the cargo-fuzz targets use (the test kit's `fuzz` module, on the
+//!   production worker core), so every input the fuzzers kept is re-checked by the test
+//!   command without libFuzzer.
 //! * A flood of datagrams from unknown addresses against established transports:
 //!   media keeps flowing, byte for byte, and the latency figures before / during /
 //!   after the flood are printed.
 //! * Authorization across rooms (the in-room cases are in tests/control_plane.rs).
-
-mod common;
-
-#[path = "../fuzz/src/harness.rs"]
-mod harness;
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -19,9 +15,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::harness::{producer_params, Harness, CHROME_VIDEO_EXTS};
-use common::peer::{ext_ids_from_json, ext_refs, BrowserTransport, CodecSpec, Direction, TransportParams};
+use sfu_testkit::builders::{producer_params, CHROME_VIDEO_EXTS};
+use sfu_testkit::fuzz as harness;
+use sfu_testkit::harness::Harness;
+use sfu_testkit::peer::{ext_ids_from_json, ext_refs, BrowserTransport, CodecSpec, Direction, TransportParams};
 use serde_json::json;
+
+/// The flood test measures the process's RSS, which the other tests of this binary
+/// (run on parallel threads by default) would grow: every test holds this lock.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn corpus_dir(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz").join("corpus").join(target)
@@ -51,18 +57,21 @@ fn replay(target: &str, seeds: Vec<(String, Vec<u8>)>, run: fn(&[u8])) -> usize 
 
 #[test]
 fn fuzz_corpus_replay_request() {
+    let _serial = one_at_a_time();
     let n = replay("request", harness::request_seeds(), harness::run_request_input);
     assert!(n > 5);
 }
 
 #[test]
 fn fuzz_corpus_replay_datagram() {
+    let _serial = one_at_a_time();
     let n = replay("datagram", harness::datagram_seeds(), harness::run_datagram_input);
     assert!(n > 5);
 }
 
 #[test]
 fn fuzz_corpus_replay_config() {
+    let _serial = one_at_a_time();
     let n = replay("config", harness::config_seeds(), harness::run_config_input);
     assert!(n > 5);
 }
@@ -71,6 +80,7 @@ fn fuzz_corpus_replay_config() {
 #[test]
 #[ignore = "writes files: run by scripts/fuzz.sh to (re)create the seed inputs"]
 fn write_fuzz_seeds() {
+    let _serial = one_at_a_time();
     for (target, seeds) in [
         ("request", harness::request_seeds()),
         ("datagram", harness::datagram_seeds()),
@@ -89,23 +99,26 @@ fn write_fuzz_seeds() {
 /// ClientHello; an unsigned one from elsewhere is dropped without a route.
 #[test]
 fn datagram_harness_reaches_ice_and_dtls() {
+    let _serial = one_at_a_time();
     let mut d = harness::DatagramFx::new();
-    let (ufrag, _) = d.transports[0].clone();
+    let ufrag = d.transports[0].clone();
     let src = d.addrs[0];
-    assert_eq!(d.fx.routes.len().1, 0);
-    assert!(d.fx.stun_from(src, &ufrag, "browser", 0x6e7f_00ff, true, true));
-    assert!(d.fx.sent >= 1, "binding response sent");
-    assert_eq!(d.fx.routes.len().1, 1, "a route for the verified address");
+    assert_eq!(d.fx.sim.core.counts().addr_routes, 0);
+    assert!(d.fx.sim.stun_from(src, &ufrag, "browser", 0x6e7f_00ff, true, true));
+    assert!(d.fx.sim.sent >= 1, "binding response sent");
+    assert_eq!(d.fx.sim.core.counts().addr_routes, 1, "a route for the verified address");
     for _ in 0..30 {
-        d.fx.tick(Duration::from_millis(100));
+        d.fx.sim.tick(Duration::from_millis(100));
     }
-    assert!(d.fx.sent_dtls >= 1, "DTLS ClientHello sent to the verified address");
-    let bogus = d.fx.signed_binding_request(&ufrag, "x", 1, true, true, 1).unwrap();
+    assert!(d.fx.sim.sent_dtls >= 1, "DTLS ClientHello sent to the verified address");
+    let bogus = d.fx.sim.signed_binding_request(&ufrag, "x", 1, true, true).unwrap();
     let mut forged = bogus.clone();
     let n = forged.len();
     forged[n - 10] ^= 0xFF; // breaks MESSAGE-INTEGRITY / FINGERPRINT
-    assert!(!d.fx.datagram_routed(d.addrs[2], &forged));
-    assert_eq!(d.fx.routes.len().1, 1, "no route for a forged request");
+    let sent = d.fx.sim.sent;
+    d.fx.sim.datagram(d.addrs[2], &forged);
+    assert_eq!(d.fx.sim.sent, sent, "nothing answers a forged request");
+    assert_eq!(d.fx.sim.core.counts().addr_routes, 1, "no route for a forged request");
     d.fx.finish();
 }
 
@@ -183,9 +196,9 @@ impl Flood {
                             let u = &ufrags[(n / 4) as usize % ufrags.len()];
                             let username = format!("{u}:evil");
                             let msg = str0m::ice::StunMessage::binding_request(&username, str0m::ice::TransId::new(), true, 1, 1, true);
-                            let hmac = sfu::net::stun::hmac_provider();
+
                             let mut out = vec![0u8; 1500];
-                            let len = msg.to_bytes(Some(b"not-the-password"), &mut out, |k, p| hmac.sha1_hmac(k, p)).unwrap();
+                            let len = msg.to_bytes(Some(b"not-the-password"), &mut out, |k, p| sfu::core::hmac_sha1(k, p)).unwrap();
                             buf = out[..len].to_vec();
                         }
                         1 => buf[0] = 22,
@@ -245,6 +258,7 @@ impl Phase {
 /// and the forwarding latency before / during / after the flood is printed.
 #[test]
 fn datagram_flood_from_unknown_addresses_does_not_disturb_established_transports() {
+    let _serial = one_at_a_time();
     let h = Harness::local();
     h.server.create_room(R, None).unwrap();
     let caps = h.join(R, "alice")["rtpCapabilities"].clone();
@@ -279,7 +293,7 @@ fn datagram_flood_from_unknown_addresses_does_not_disturb_established_transports
     let deadline = Instant::now() + Duration::from_secs(15);
     while !(alice.is_connected() && bob.is_connected()) {
         assert!(Instant::now() < deadline, "transports connect");
-        common::peer::pump_all(&mut [&mut alice, &mut bob], Duration::from_millis(5));
+        sfu_testkit::peer::pump_all(&mut [&mut alice, &mut bob], Duration::from_millis(5));
     }
     // bob is pumped on his own thread, so arrival times are precise.
     let stop_bob = Arc::new(AtomicBool::new(false));
@@ -375,6 +389,7 @@ fn datagram_flood_from_unknown_addresses_does_not_disturb_established_transports
 /// the same peer name in another room, reaches nothing of this room.
 #[test]
 fn authorization_across_rooms_and_same_names() {
+    let _serial = one_at_a_time();
     let h = Harness::local();
     h.server.create_room("r1", None).unwrap();
     h.server.create_room("r2", None).unwrap();
@@ -383,7 +398,7 @@ fn authorization_across_rooms_and_same_names() {
     }
     h.join("r1", "bob");
     h.request("r1", "alice", json!({"method": "createTransport", "id": 1, "direction": "send", "options": {},
-        "dtlsParameters": common::harness::fake_dtls("server")}))
+        "dtlsParameters": sfu_testkit::builders::fake_dtls("server")}))
         .unwrap();
     h.request("r1", "alice", json!({"method": "createProducer", "id": 10, "kind": "audio", "transportId": 1,
         "rtpParameters": producer_params("audio", "0", 4000, None), "paused": false}))
@@ -436,39 +451,40 @@ fn authorization_across_rooms_and_same_names() {
 /// vanished addresses, no ufrag route, no timer.
 #[test]
 fn vanished_peers_leave_no_route_and_no_timer() {
+    let _serial = one_at_a_time();
     let mut d = harness::DatagramFx::new();
     for t in 0..4 {
-        let (ufrag, _) = d.transports[t].clone();
-        assert!(d.fx.stun_from(d.addrs[t], &ufrag, "browser", 0x6e7f_00ff, true, true));
+        let ufrag = d.transports[t].clone();
+        assert!(d.fx.sim.stun_from(d.addrs[t], &ufrag, "browser", 0x6e7f_00ff, true, true));
     }
-    assert_eq!(d.fx.routes.len(), (4, 4), "4 ufrag routes, 4 validated addresses");
-    assert!(d.fx.room.poll_timeout().is_some());
-    // Silence, in 1 s steps; each tick runs the timers like the worker loop.
+    let c = d.fx.sim.core.counts();
+    assert_eq!((c.ufrag_routes, c.addr_routes), (4, 4), "4 ufrag routes, 4 validated addresses");
+    assert!(d.fx.sim.core.poll_timeout(d.fx.sim.now).is_some());
+    // Silence, in 1 s steps; each tick runs what is due like the worker loop.
+    for _ in 0..40 {
+        d.fx.sim.tick(Duration::from_secs(1));
+    }
     let mut closed = Vec::new();
     let mut host_events = 0;
-    for _ in 0..40 {
-        d.fx.now += Duration::from_secs(1);
-        let due = d.fx.room.poll_timeout().is_some_and(|t| t <= d.fx.now);
-        if due {
-            let now = d.fx.now;
-            let mut tx = |_: std::net::SocketAddr, _: std::net::SocketAddr, _: &[u8]| {};
-            d.fx.room.handle_timeout(now, &mut tx);
-        }
-        for (peer, _, v, kind) in d.fx.outputs() {
-            if kind == 1 && v["method"] == "transportClosed" {
-                closed.push((peer, v["id"].as_u64().unwrap()));
-            } else if kind == 2 && v["event"] == "transportClosed" {
-                assert!(v["reason"].as_str().is_some_and(|r| r.contains("no traffic")), "{v}");
-                host_events += 1;
-            }
+    for o in &d.fx.sim.log {
+        if o.kind == sfu::EventKind::Notification && o.json["method"] == "transportClosed" {
+            closed.push((o.peer.clone(), o.json["id"].as_u64().unwrap()));
+        } else if o.kind == sfu::EventKind::Host && o.json["event"] == "transportClosed" {
+            assert!(o.json["reason"].as_str().is_some_and(|r| r.contains("no traffic")), "{}", o.json);
+            host_events += 1;
         }
     }
     closed.sort();
     let want = vec![("alice".to_string(), 1), ("bob".to_string(), 2), ("carol".to_string(), 3), ("carol".to_string(), 4)];
     assert_eq!(closed, want, "every transport closed by the server");
     assert_eq!(host_events, 4);
-    assert_eq!(d.fx.routes.len(), (0, 0), "no route left");
-    assert_eq!(d.fx.room.poll_timeout(), None, "no timer left");
-    assert_eq!(d.fx.room.peer_count(), 3, "the peers themselves stay until they leave or the host closes them");
+    let c = d.fx.sim.core.counts();
+    assert_eq!((c.engines, c.ufrag_routes, c.addr_routes), (0, 0, 0), "no engine or route left");
+    assert_eq!(d.fx.sim.core.poll_timeout(d.fx.sim.now), None, "no timer left");
+    assert_eq!(
+        d.fx.sim.core.room_counts(&d.fx.sim.room).map(|c| c.0),
+        Some(3),
+        "the peers themselves stay until they leave or the host closes them"
+    );
     d.fx.finish();
 }

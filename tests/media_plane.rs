@@ -1,12 +1,11 @@
 //! The media plane through real sockets: str0m-based browser stand-ins (full ICE,
 //! DTLS, SRTP) produce and consume through the SFU over loopback UDP.
 
-mod common;
-
 use std::time::Duration;
 
-use common::harness::{producer_params, Harness, CHROME_AUDIO_EXTS, CHROME_VIDEO_EXTS};
-use common::peer::{ext_ids_from_json, ext_refs, pump_all_until, BrowserTransport, CodecSpec, Direction, TransportParams};
+use sfu_testkit::builders::{producer_params, CHROME_AUDIO_EXTS, CHROME_VIDEO_EXTS};
+use sfu_testkit::harness::{Harness};
+use sfu_testkit::peer::{ext_ids_from_json, ext_refs, pump_all_until, BrowserTransport, CodecSpec, Direction, TransportParams};
 use serde_json::{json, Value};
 
 const R: &str = "media";
@@ -109,7 +108,7 @@ fn setup(receivers: &[&str]) -> (Harness, Sender, Vec<Receiver>) {
 fn pump(s: &mut Sender, rs: &mut [Receiver], d: Duration) {
     let mut all: Vec<&mut BrowserTransport> = vec![&mut s.t];
     all.extend(rs.iter_mut().map(|r| &mut r.t));
-    common::peer::pump_all(&mut all, d);
+    sfu_testkit::peer::pump_all(&mut all, d);
 }
 
 /// Send `n` packets of each kind, 10 ms apart, first video packet a keyframe.

@@ -2,20 +2,19 @@
 //! keyframe relay and throttling, pause/resume/close, dead-client detection, early
 //! DTLS, ICE restart, statistics and multi-producer demux. str0m-based browser
 //! stand-ins (full ICE, DTLS, SRTP) talk to the SFU over loopback UDP; the control
-//! plane goes through the public Rust API like a host would (tests/common/harness.rs).
+//! plane goes through the public Rust API like a host would (the test kit, crates/sfu-testkit/src/harness.rs).
 //!
 //! Every wait is bounded; timeouts are generous and only bound the test, they are
 //! not performance assertions.
-
-mod common;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::harness::{producer_params, Harness, CHROME_AUDIO_EXTS, CHROME_VIDEO_EXTS};
-use common::peer::{
+use sfu_testkit::builders::{producer_params, CHROME_AUDIO_EXTS, CHROME_VIDEO_EXTS};
+use sfu_testkit::harness::{Harness};
+use sfu_testkit::peer::{
     ext_ids_from_json, ext_refs, peek_rtp, BrowserTransport, CodecSpec, Direction, PeerOptions, ReceivedRtp,
     TransportParams,
 };
@@ -286,7 +285,7 @@ impl Fx {
     fn pump(&mut self, d: Duration) {
         let mut all: Vec<&mut BrowserTransport> = vec![&mut self.s.t];
         all.extend(self.rs.iter_mut().map(|r| &mut r.t));
-        common::peer::pump_all(&mut all, d);
+        sfu_testkit::peer::pump_all(&mut all, d);
     }
 
     /// Pump until `cond` holds (checked first) or `timeout` passes.
@@ -367,7 +366,7 @@ impl Counter {
     }
 }
 
-fn rtp_ssrc_counter(ssrc: u32) -> (Counter, common::peer::DropFilter) {
+fn rtp_ssrc_counter(ssrc: u32) -> (Counter, sfu_testkit::peer::DropFilter) {
     let c = Counter::default();
     let c2 = c.clone();
     (c, Box::new(move |b: &[u8]| {
@@ -819,7 +818,7 @@ fn recv_transport_connects_with_client_hello_sent_before_update_transport() {
 }
 
 /// Success responses to binding requests (0x0101) a peer receives.
-fn stun_success_counter() -> (Counter, common::peer::DropFilter) {
+fn stun_success_counter() -> (Counter, sfu_testkit::peer::DropFilter) {
     let c = Counter::default();
     let c2 = c.clone();
     (c, Box::new(move |b: &[u8]| {
@@ -979,7 +978,7 @@ fn nack_for_a_consumer_without_rtx_is_harmless() {
     let mut fx = setup(&[]);
     // bob's browser has no RTX: join caps without the rtx codecs.
     let q = fx.h.request(R, "bob", json!({"method": "queryRoom", "target": "room"})).unwrap();
-    let mut caps = common::harness::client_caps(&q["rtpCapabilities"]);
+    let mut caps = sfu_testkit::builders::client_caps(&q["rtpCapabilities"]);
     caps["codecs"].as_array_mut().unwrap().retain(|c| c["name"] != "rtx");
     let joined = fx
         .h

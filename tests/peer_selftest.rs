@@ -1,11 +1,9 @@
-//! Self-test of the browser test peer (`tests/common/peer.rs`) without the SFU.
+//! Self-test of the browser test peer (`crates/sfu-testkit/src/peer.rs`) without the SFU.
 //!
 //! A tiny in-test ICE-lite str0m "server" (one UDP socket on 127.0.0.1, rtp_mode, learning
 //! the remote ufrag from the first authenticated STUN request — str0m-notes §2a) plays the
 //! SFU's transport, on its own thread, and talks to a `BrowserTransport` in both DTLS roles.
 //! Everything is bounded: each test runs in well under 5 s on loopback.
-mod common;
-
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::peer::{
+use sfu_testkit::peer::{
     codec_config, ext_ids_from_json, extension_map, peek_rtp, pump_all_until, BrowserTransport,
     CodecSpec, Direction, PeerOptions, TransportParams,
 };
@@ -841,7 +839,7 @@ fn parsing_and_dtls_parameters() {
     let e = ext_ids_from_json(&caps);
     assert_eq!(e.len(), 3); // abs-send-time listed once
                             // Builds an Rtc with H264 and an unknown URI (skipped) without trouble.
-    let _p = BrowserTransport::new(Direction::Recv, &c, &common::peer::ext_refs(&e));
+    let _p = BrowserTransport::new(Direction::Recv, &c, &sfu_testkit::peer::ext_refs(&e));
 
     assert_eq!(
         peek_rtp(&[0x80, 96, 0, 7, 0, 0, 0, 0, 0, 0, 0x08, 0xAE]),

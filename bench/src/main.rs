@@ -15,9 +15,6 @@ mod alloc;
 mod bare;
 mod hist;
 mod media;
-#[path = "../../tests/common/peer.rs"]
-#[allow(clippy::all)]
-mod peer;
 mod report;
 mod signal;
 mod sys;
@@ -34,8 +31,9 @@ use serde_json::{json, Value};
 use str0m::config::DtlsCert;
 
 use media::{Client, Kind, MediaHandle, PubStream, PublishSpec, Shared, StreamSpec};
-use peer::{CodecSpec, TransportParams};
-use signal::{client_caps, producer_params, Signal, CHROME_AUDIO_EXTS, CHROME_VIDEO_EXTS};
+use sfu_testkit::peer::{self, CodecSpec, TransportParams};
+use sfu_testkit::builders::{client_caps, producer_params, CHROME_AUDIO_EXTS, CHROME_VIDEO_EXTS};
+use signal::Signal;
 
 const ROOM: &str = "bench";
 

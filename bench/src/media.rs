@@ -28,7 +28,7 @@ use str0m::rtp::{RtpWrite, Ssrc};
 use str0m::{Candidate, Event, IceCreds, Input, Output, Rtc, RtcConfig};
 
 use crate::hist::Hist;
-use crate::peer::{codec_config, extension_map, CodecSpec, TransportParams};
+use sfu_testkit::peer::{codec_config, extension_map, CodecSpec, TransportParams};
 use crate::sys;
 
 pub const MAX_STEPS: usize = 64;

@@ -1,4 +1,4 @@
-//! cargo-fuzz target `config`: see `run_config_input` in fuzz/src/harness.rs for the input format.
+//! cargo-fuzz target `config`: see `run_config_input` in crates/sfu-testkit/src/fuzz.rs for the input format.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

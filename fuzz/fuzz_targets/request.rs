@@ -1,4 +1,4 @@
-//! cargo-fuzz target `request`: see `run_request_input` in fuzz/src/harness.rs for the input format.
+//! cargo-fuzz target `request`: see `run_request_input` in crates/sfu-testkit/src/fuzz.rs for the input format.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

@@ -1,3 +1,3 @@
-//! The harness of the fuzz targets (also replayed by `tests/hardening.rs`).
-#[path = "harness.rs"]
-pub mod harness;
+//! The fuzz targets' inputs live in the test kit (crates/sfu-testkit/src/fuzz.rs), so
+//! that the test command replays the corpora through the same code.
+pub use sfu_testkit::fuzz as harness;

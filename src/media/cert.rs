@@ -28,7 +28,7 @@ pub fn generate() -> Result<DtlsCert, SfuError> {
 
 /// The sha-256 fingerprint of a certificate, as mediasoup writes it ("AB:CD:...").
 pub fn fingerprint(cert: &DtlsCert) -> String {
-    let d = crate::net::stun::sha256(&cert.certificate);
+    let d = crate::crypto::sha256(&cert.certificate);
     d.iter()
         .map(|b| format!("{b:02X}"))
         .collect::<Vec<_>>()

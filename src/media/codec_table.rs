@@ -12,7 +12,7 @@ use str0m::format::{Codec, CodecConfig, FormatParams};
 use str0m::media::{Frequency, Pt};
 use str0m::rtp::{Extension, ExtensionMap};
 
-use crate::room::codecs::{self, Kind, ProducerMapping, RoomCaps, RoomCodec};
+use crate::ortc::{self as codecs, Kind, ProducerMapping, RoomCaps, RoomCodec};
 
 /// The str0m extension for a header-extension URI we forward.
 pub fn ext_from_uri(uri: &str) -> Option<Extension> {

@@ -1,4 +1,5 @@
-//! UDP sockets and datagram routing: the only code doing network I/O.
+//! Sockets and datagram routing: the only code doing network I/O (`socket`), and the
+//! pure parts of routing (`routes`, `stun`).
 //!
 //! Each worker owns one UDP socket shared by all transports of its rooms. A datagram
 //! is routed by its source address once that address has been validated by an

@@ -1,24 +1,6 @@
-//! The minimum of STUN parsing the router needs.
+//! The minimum of STUN the router needs (RFC 8489 binding requests, RFC 8445 USERNAME).
 
-use std::sync::OnceLock;
-
-use str0m::config::CryptoProvider;
-use str0m::crypto::Sha1HmacProvider;
-
-fn provider() -> &'static CryptoProvider {
-    static P: OnceLock<CryptoProvider> = OnceLock::new();
-    P.get_or_init(str0m::crypto::from_feature_flags)
-}
-
-/// HMAC-SHA1 for STUN MESSAGE-INTEGRITY.
-pub fn hmac_provider() -> &'static dyn Sha1HmacProvider {
-    provider().sha1_hmac_provider
-}
-
-/// SHA-256 of bytes (certificate fingerprints).
-pub fn sha256(data: &[u8]) -> [u8; 32] {
-    provider().sha256_provider.sha256(data)
-}
+use crate::crypto;
 
 /// Could this datagram be STUN (RFC 7983 demultiplexing: first byte 0..=3)?
 pub fn looks_like_stun(data: &[u8]) -> bool {
@@ -36,11 +18,32 @@ pub fn with_binding_request_local_ufrag<R>(data: &[u8], f: impl FnOnce(&str) -> 
     f(local)
 }
 
+/// For a binding request to `local_ufrag`: the remote ufrag, if the request's
+/// MESSAGE-INTEGRITY verifies with `password` (or, when `known_remote` is the remote
+/// ufrag already learnt, without verifying again).
+pub fn authenticated_remote_ufrag(data: &[u8], local_ufrag: &str, password: &str, known_remote: Option<&str>) -> Option<String> {
+    let msg = str0m::ice::StunMessage::parse(data).ok()?;
+    if !msg.is_binding_request() {
+        return None;
+    }
+    let (local, remote) = msg.split_username()?;
+    if local != local_ufrag || remote.is_empty() {
+        return None;
+    }
+    if known_remote == Some(remote) {
+        return Some(remote.to_string());
+    }
+    verify_message(&msg, password).then(|| remote.to_string())
+}
+
 /// Does the binding request verify with `password`?
 pub fn verify(data: &[u8], password: &str) -> bool {
-    let Ok(msg) = str0m::ice::StunMessage::parse(data) else {
-        return false;
-    };
-    let hmac = hmac_provider();
-    msg.verify(password.as_bytes(), |k, p| hmac.sha1_hmac(k, p))
+    match str0m::ice::StunMessage::parse(data) {
+        Ok(msg) => verify_message(&msg, password),
+        Err(_) => false,
+    }
+}
+
+fn verify_message(msg: &str0m::ice::StunMessage, password: &str) -> bool {
+    msg.verify(password.as_bytes(), |k, p| crypto::hmac_sha1(k, p))
 }

@@ -1,7 +1,8 @@
-//! The mediasoup v2 wire format (protocol.md §1–§7): decoding what a client sent,
-//! encoding responses and server notifications. Rooms receive typed values, never
-//! raw bytes.
+//! The mediasoup v2 wire format (docs/PROTOCOL.md): decoding what a client sent,
+//! encoding responses and server notifications. Rooms receive typed values
+//! ([`request::ClientMessage`]), never raw bytes.
 
+pub mod request;
 pub mod rtp;
 
 use serde::de::DeserializeOwned;

@@ -1,10 +1,12 @@
-//! Periodic `transportStats` / `producerStats` / `consumerStats` (protocol.md §6.3, §6.11).
+//! Periodic `transportStats` / `producerStats` / `consumerStats` notifications
+//! (docs/PROTOCOL.md, "Statistics"). Each subscription is one timer of the room.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::Room;
+use super::{Cx, Room, RoomTimer};
+use crate::ids::{ConsumerId, ProducerKey, TransportKey};
 
 /// A periodic timer for one stats subscription.
 #[derive(Debug, Clone)]
@@ -64,82 +66,66 @@ fn epoch_ms() -> u64 {
 }
 
 impl Room {
-    pub(crate) fn emit_due_stats(&mut self, now: Instant) {
-        let ts = epoch_ms();
-        let mut notes: Vec<(String, &'static str, Value)> = Vec::new();
-        for t in self.transports.values_mut() {
-            let Some(timer) = t.stats.as_mut().filter(|s| s.next <= now) else {
-                continue;
-            };
-            let m = &t.media;
-            let rate = timer.tick(now, m.bytes_received());
-            let tuple = m.selected_tuple().map(|(l, r)| {
-                json!({"localIP": l.ip().to_string(), "localPort": l.port(), "remoteIP": r.ip().to_string(),
-                       "remotePort": r.port(), "protocol": "udp"})
-            });
-            notes.push((
-                t.peer.clone(),
-                "transportStats",
-                json!({"id": t.id, "stats": [{
-                    "type": "transport", "timestamp": ts, "id": t.id,
-                    "bytesReceived": m.bytes_received(), "bytesSent": m.bytes_sent(),
-                    "recvBitrate": rate,
-                    "iceSelectedTuple": tuple,
-                    "iceConnectionState": m.ice_state_name(), "dtlsState": m.dtls_state_name(),
-                    "availableOutgoingBitrate": m.bwe_bps(),
-                    "rtt": m.rtt_ms(),
-                }]}),
-            ));
+    pub(super) fn emit_transport_stats(&mut self, cx: &mut Cx, k: TransportKey) {
+        let Some(t) = self.transports.get_mut(&k) else { return };
+        let Some(timer) = t.stats.as_mut() else { return };
+        let Some(m) = cx.media.stats(k) else { return };
+        let rate = timer.tick(cx.now, m.bytes_received);
+        self.timers.set(RoomTimer::TransportStats(k), Some(timer.next));
+        let tuple = m.selected_tuple.map(|(l, r)| {
+            json!({"localIP": l.ip().to_string(), "localPort": l.port(), "remoteIP": r.ip().to_string(),
+                   "remotePort": r.port(), "protocol": "udp"})
+        });
+        let body = json!({"id": t.id.0, "stats": [{
+            "type": "transport", "timestamp": epoch_ms(), "id": t.id.0,
+            "bytesReceived": m.bytes_received, "bytesSent": m.bytes_sent,
+            "recvBitrate": rate,
+            "iceSelectedTuple": tuple,
+            "iceConnectionState": m.ice_state, "dtlsState": m.dtls_state,
+            "availableOutgoingBitrate": m.available_outgoing_bitrate,
+            "rtt": m.rtt_ms,
+        }]});
+        let peer = t.peer.clone();
+        self.notify(cx, &peer, "transportStats", body);
+    }
+
+    pub(super) fn emit_producer_stats(&mut self, cx: &mut Cx, k: ProducerKey) {
+        let Some(p) = self.producers.get_mut(&k) else { return };
+        let Some(timer) = p.stats.as_mut() else { return };
+        let c = &p.counters;
+        let rate = timer.tick(cx.now, c.bytes);
+        self.timers.set(RoomTimer::ProducerStats(k), Some(timer.next));
+        if p.paused {
+            return; // mediasoup skips emission while paused
         }
-        for p in self.producers.values_mut() {
-            let Some(timer) = p.stats.as_mut().filter(|s| s.next <= now) else {
-                continue;
-            };
-            let c = &p.counters;
-            let rate = timer.tick(now, c.bytes);
-            if p.paused {
-                continue; // mediasoup skips emission while paused
-            }
-            let ssrc = p.mapping.encodings.first().and_then(|e| e.ssrc);
-            notes.push((
-                p.peer.clone(),
-                "producerStats",
-                json!({"id": p.id, "stats": [{
-                    "type": "inbound-rtp", "timestamp": ts, "ssrc": ssrc, "kind": p.kind.as_str(),
-                    "packetCount": c.packets, "byteCount": c.bytes, "bitrate": rate,
-                    "fractionLost": c.loss, "jitter": c.jitter, "nackCount": c.nacks, "pliCount": c.plis,
-                    "firCount": c.firs, "roundTripTime": c.rtt_ms,
-                }]}),
-            ));
+        let ssrc = p.mapping.encodings.first().and_then(|e| e.ssrc);
+        let body = json!({"id": p.id.0, "stats": [{
+            "type": "inbound-rtp", "timestamp": epoch_ms(), "ssrc": ssrc, "kind": p.kind.as_str(),
+            "packetCount": c.packets, "byteCount": c.bytes, "bitrate": rate,
+            "fractionLost": c.loss, "jitter": c.jitter, "nackCount": c.nacks, "pliCount": c.plis,
+            "firCount": c.firs, "roundTripTime": c.rtt_ms,
+        }]});
+        let peer = p.peer.clone();
+        self.notify(cx, &peer, "producerStats", body);
+    }
+
+    pub(super) fn emit_consumer_stats(&mut self, cx: &mut Cx, id: ConsumerId) {
+        let Some(c) = self.consumers.get_mut(&id) else { return };
+        let Some(timer) = c.stats.as_mut() else { return };
+        let k = &c.counters;
+        let rate = timer.tick(cx.now, k.bytes);
+        self.timers.set(RoomTimer::ConsumerStats(id), Some(timer.next));
+        let producer_paused = self.producers.get(&c.producer).is_some_and(|p| p.paused);
+        if c.remote_paused || c.transport.is_none() || producer_paused {
+            return;
         }
-        let paused_producers: Vec<super::PKey> = self
-            .producers
-            .iter()
-            .filter(|(_, p)| p.paused)
-            .map(|(k, _)| *k)
-            .collect();
-        for c in self.consumers.values_mut() {
-            let Some(timer) = c.stats.as_mut().filter(|s| s.next <= now) else {
-                continue;
-            };
-            let k = &c.counters;
-            let rate = timer.tick(now, k.bytes);
-            if c.remote_paused || c.transport.is_none() || paused_producers.contains(&c.producer) {
-                continue;
-            }
-            notes.push((
-                c.peer.clone(),
-                "consumerStats",
-                json!({"id": c.id, "peerName": c.source_peer, "stats": [{
-                    "type": "outbound-rtp", "timestamp": ts, "ssrc": c.params.ssrc, "kind": c.kind.as_str(),
-                    "packetCount": k.packets, "byteCount": k.bytes, "bitrate": rate,
-                    "fractionLost": k.loss, "jitter": k.jitter, "nackCount": k.nacks, "pliCount": k.plis,
-                    "firCount": k.firs, "roundTripTime": k.rtt_ms,
-                }]}),
-            ));
-        }
-        for (peer, method, body) in notes {
-            self.notify(&peer, method, body);
-        }
+        let body = json!({"id": c.id.0, "peerName": &*c.source_peer, "stats": [{
+            "type": "outbound-rtp", "timestamp": epoch_ms(), "ssrc": c.params.ssrc, "kind": c.kind.as_str(),
+            "packetCount": k.packets, "byteCount": k.bytes, "bitrate": rate,
+            "fractionLost": k.loss, "jitter": k.jitter, "nackCount": k.nacks, "pliCount": k.plis,
+            "firCount": k.firs, "roundTripTime": k.rtt_ms,
+        }]});
+        let peer = c.peer.clone();
+        self.notify(cx, &peer, "consumerStats", body);
     }
 }

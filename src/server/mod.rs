@@ -9,6 +9,7 @@
 //! * Calls from the host only validate, copy and enqueue (request/notify) or
 //!   enqueue and wait for the worker's answer (create/close room, close peer).
 
+pub mod core;
 mod notifier;
 mod worker;
 
@@ -23,21 +24,14 @@ use parking_lot::{Mutex, RwLock};
 use crate::config::ServerConfig;
 use crate::error::SfuError;
 use crate::media::{cert, AnnouncedCandidate, MediaEnv};
+use crate::ortc::RoomCaps;
+use crate::output::HostMessage;
+pub use crate::output::EventKind;
 use crate::protocol;
-use crate::room::codecs::RoomCaps;
+use crate::room::RoomSettings;
+use self::core::{Command, CommandResult, WorkerCore};
 use notifier::NotifierMsg;
-use worker::{Command, WorkerHandle};
-
-/// What a callback delivers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    /// The answer to a request (`request_id` is the host's id).
-    Response,
-    /// A message the host must deliver to the peer verbatim.
-    Notification,
-    /// A host-facing event (`{"event": ...}`): not for the client.
-    Host,
-}
+use worker::{WorkerHandle, WorkerMsg};
 
 /// One callback invocation. Borrowed: copy what you keep.
 #[derive(Debug, Clone, Copy)]
@@ -122,11 +116,11 @@ impl Server {
                 }],
                 cert: cert.clone(),
                 fingerprint: fingerprint.clone(),
-                max_message_size: cfg.max_message_size,
                 transport_timeout: std::time::Duration::from_secs_f64(cfg.transport_timeout_secs),
-                limits: cfg.limits,
             });
-            let (tx, rx) = unbounded::<Command>();
+            let settings = RoomSettings { limits: cfg.limits, max_message_size: cfg.max_message_size };
+            let core = WorkerCore::new(i, env, settings);
+            let (tx, rx) = unbounded::<WorkerMsg>();
             let waker = Arc::new(
                 crate::net::socket::Waker::new().map_err(|e| SfuError::Io(e.to_string()))?,
             );
@@ -134,7 +128,7 @@ impl Server {
                 tx,
                 waker: waker.clone(),
             });
-            starts.push((i, sock, env, rx, waker));
+            starts.push((i, sock, core, rx, waker));
         }
         let inner = Arc::new(Inner {
             cfg,
@@ -148,11 +142,11 @@ impl Server {
             notifier_thread: Mutex::new(None),
         });
         let mut threads = Vec::new();
-        for (i, sock, env, rx, waker) in starts {
+        for (i, sock, core, rx, waker) in starts {
             let inner2 = inner.clone();
             let h = std::thread::Builder::new()
                 .name(format!("sfu-worker-{i}"))
-                .spawn(move || worker::run(i, sock, env, rx, waker, inner2))
+                .spawn(move || worker::run(sock, core, rx, waker, inner2))
                 .map_err(|e| SfuError::Io(format!("spawning a worker: {e}")))?;
             threads.push(h);
         }
@@ -205,16 +199,9 @@ impl Server {
             rooms.insert(room_id.to_string(), widx);
             widx
         };
-        let (rtx, rrx) = bounded(1);
-        let sent = self.inner.workers[widx].send(Command::CreateRoom {
-            id: room_id.to_string(),
-            caps,
-            reply: rtx,
-        });
-        let r = if sent {
-            rrx.recv().unwrap_or(Err(SfuError::ServerClosed))
-        } else {
-            Err(SfuError::ServerClosed)
+        let r = match self.call(widx, Command::CreateRoom { id: room_id.to_string(), caps }) {
+            Some(CommandResult::RoomCreated(r)) => r,
+            _ => Err(SfuError::ServerClosed),
         };
         if r.is_err() {
             self.inner.rooms.lock().remove(room_id);
@@ -236,13 +223,7 @@ impl Server {
             .lock()
             .remove(room_id)
             .ok_or_else(|| SfuError::RoomNotFound(room_id.into()))?;
-        let (rtx, rrx) = bounded(1);
-        if self.inner.workers[w].send(Command::CloseRoom {
-            id: room_id.to_string(),
-            reply: Some(rtx),
-        }) {
-            let _ = rrx.recv();
-        }
+        self.call(w, Command::CloseRoom { id: room_id.to_string() });
         Ok(())
     }
 
@@ -253,19 +234,20 @@ impl Server {
         let w = self
             .worker_of(room_id)
             .ok_or_else(|| SfuError::RoomNotFound(room_id.into()))?;
+        match self.call(w, Command::ClosePeer { room: room_id.into(), peer: peer.into() }) {
+            Some(CommandResult::PeerClosed(true)) => Ok(()),
+            Some(_) => Err(SfuError::PeerNotFound(peer.into())),
+            None => Err(SfuError::ServerClosed),
+        }
+    }
+
+    /// Send a command to worker `w` and wait for its result (`None`: the worker is gone).
+    fn call(&self, w: usize, cmd: Command) -> Option<CommandResult> {
         let (rtx, rrx) = bounded(1);
-        if !self.inner.workers[w].send(Command::ClosePeer {
-            room: room_id.into(),
-            peer: peer.into(),
-            reply: rtx,
-        }) {
-            return Err(SfuError::ServerClosed);
+        if !self.inner.workers[w].send(WorkerMsg::Core(cmd, Some(rtx))) {
+            return None;
         }
-        match rrx.recv() {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(SfuError::PeerNotFound(peer.into())),
-            Err(_) => Err(SfuError::ServerClosed),
-        }
+        rrx.recv().ok()
     }
 
     /// Enqueue a client request. Exactly one response follows through the sink.
@@ -279,13 +261,7 @@ impl Server {
         let _gate = self.inner.gate.read();
         self.check_open()?;
         let respond_err = |reason: &str| {
-            let _ = self.inner.notify_tx.send(NotifierMsg::event(
-                EventKind::Response,
-                room_id,
-                peer,
-                request_id,
-                protocol::error_response(reason),
-            ));
+            self.inner.message(EventKind::Response, room_id, peer, request_id, protocol::error_response(reason));
         };
         if json.len() > self.inner.cfg.max_message_size {
             respond_err(&format!(
@@ -320,7 +296,7 @@ impl Server {
             request_id,
             bytes: json.to_vec(),
         };
-        if !self.inner.workers[w].send(cmd) {
+        if !self.inner.workers[w].send(WorkerMsg::Core(cmd, None)) {
             return Err(SfuError::ServerClosed);
         }
         Ok(())
@@ -333,31 +309,16 @@ impl Server {
         if json.len() > self.inner.cfg.max_message_size {
             let ev = serde_json::json!({"event": "notificationError", "method": null,
                 "error": format!("message too large ({} bytes, limit {})", json.len(), self.inner.cfg.max_message_size)});
-            let _ = self.inner.notify_tx.send(NotifierMsg::event(
-                EventKind::Host,
-                room_id,
-                peer,
-                0,
-                ev.to_string(),
-            ));
+            self.inner.message(EventKind::Host, room_id, peer, 0, ev.to_string());
             return Ok(());
         }
         let Some(w) = self.worker_of(room_id) else {
             let ev = serde_json::json!({"event": "notificationError", "method": null, "error": "room not found"});
-            let _ = self.inner.notify_tx.send(NotifierMsg::event(
-                EventKind::Host,
-                room_id,
-                peer,
-                0,
-                ev.to_string(),
-            ));
+            self.inner.message(EventKind::Host, room_id, peer, 0, ev.to_string());
             return Ok(());
         };
-        if !self.inner.workers[w].send(Command::Notify {
-            room: room_id.into(),
-            peer: peer.into(),
-            bytes: json.to_vec(),
-        }) {
+        let cmd = Command::Notify { room: room_id.into(), peer: peer.into(), bytes: json.to_vec() };
+        if !self.inner.workers[w].send(WorkerMsg::Core(cmd, None)) {
             return Err(SfuError::ServerClosed);
         }
         Ok(())
@@ -380,13 +341,13 @@ impl Server {
         if on_notifier {
             self.inner.stop_now.store(true, Ordering::Release);
             for w in &self.inner.workers {
-                w.send(Command::Shutdown);
+                w.send(WorkerMsg::Shutdown);
             }
             return;
         }
         let _serial = self.close_lock.lock();
         for w in &self.inner.workers {
-            w.send(Command::Shutdown);
+            w.send(WorkerMsg::Shutdown);
         }
         for h in self.threads.lock().drain(..) {
             let _ = h.join();
@@ -409,6 +370,17 @@ impl Drop for Server {
 }
 
 impl Inner {
+    /// Queue a message for the host (from a host call's thread).
+    fn message(&self, kind: EventKind, room: &str, peer: &str, request_id: u64, json: String) {
+        let _ = self.notify_tx.send(NotifierMsg::Message(HostMessage {
+            kind,
+            room: Arc::from(room),
+            peer: Arc::from(peer),
+            request_id,
+            json,
+        }));
+    }
+
     /// A queued request of (room, peer) was taken by its worker.
     pub(crate) fn request_done(&self, room: &str, peer: &str) {
         let mut pending = self.pending.lock();

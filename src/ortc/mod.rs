@@ -1,14 +1,15 @@
-//! Room RTP capabilities and the ORTC rules of protocol.md §7–§8: building the room's
-//! codecs from `mediaCodecs` (§8.1), validating a peer's join capabilities (§4.2),
-//! mapping a producer's parameters to room payload types and extension ids (§8.3),
-//! and deriving a consumer's parameters (§8.5).
+//! RTP negotiation (ORTC rules, docs/PROTOCOL.md "RTP capabilities and parameters"):
+//! building the room's codecs from `mediaCodecs`, validating a peer's join capabilities,
+//! mapping a producer's parameters to room payload types and extension ids, and deriving
+//! a consumer's parameters. Pure functions of the protocol's types: no room, no media.
 
 use serde_json::{json, Map, Value};
 
 use crate::error::{ReqError, ReqResult};
 use crate::protocol::rtp::{
     codec_name, int_param, mime_kind, RtcpFeedback, RtcpParameters, RtpCapabilities,
-    RtpEncodingParameters, RtpParameters,
+    RtpCodecParameters, RtpEncodingParameters, RtpHeaderExtensionParameters, RtpParameters,
+    RtxParameters,
 };
 
 /// Media kind.
@@ -133,30 +134,34 @@ impl RoomCodec {
     }
 
     /// The codec entry as in `rtpParameters.codecs` (consumable parameters).
-    fn parameters_json(&self) -> Value {
-        let mut c = json!({
-            "name": self.name,
-            "mimeType": self.mime_type(),
-            "clockRate": self.clock_rate,
-            "payloadType": self.pt,
-            "parameters": self.parameters,
-            "rtcpFeedback": self.rtcp_feedback,
-        });
-        if let Some(ch) = self.channels {
-            c["channels"] = json!(ch);
+    fn parameters(&self, rtcp_feedback: Vec<RtcpFeedback>) -> RtpCodecParameters {
+        RtpCodecParameters {
+            name: Some(self.name.clone()),
+            mime_type: Some(self.mime_type()),
+            clock_rate: self.clock_rate,
+            payload_type: self.pt,
+            channels: self.channels,
+            parameters: Some(self.parameters.clone()),
+            rtcp_feedback: Some(rtcp_feedback),
+            maxptime: None,
+            ptime: None,
         }
-        c
     }
 
-    fn rtx_parameters_json(&self, rtx_pt: u8) -> Value {
-        json!({
-            "name": "rtx",
-            "mimeType": format!("{}/rtx", self.kind.as_str()),
-            "clockRate": self.clock_rate,
-            "payloadType": rtx_pt,
-            "parameters": { "apt": self.pt },
-            "rtcpFeedback": [],
-        })
+    fn rtx_parameters(&self, rtx_pt: u8) -> RtpCodecParameters {
+        let mut apt = Map::new();
+        apt.insert("apt".into(), json!(self.pt));
+        RtpCodecParameters {
+            name: Some("rtx".into()),
+            mime_type: Some(format!("{}/rtx", self.kind.as_str())),
+            clock_rate: self.clock_rate,
+            payload_type: rtx_pt,
+            channels: None,
+            parameters: Some(apt),
+            rtcp_feedback: Some(vec![]),
+            maxptime: None,
+            ptime: None,
+        }
     }
 }
 
@@ -659,11 +664,9 @@ impl RoomCaps {
         // its room RTX; mapped extensions minus sdes:mid.
         for m in &map.codecs {
             let rc = self.codec_by_pt(m.room_pt).expect("mapped");
-            map.consumable_codecs
-                .push((rc.pt, rc.parameters_json(), false));
+            map.consumable.push((rc.pt, false));
             if let Some(r) = rc.rtx_pt {
-                map.consumable_codecs
-                    .push((r, rc.rtx_parameters_json(r), true));
+                map.consumable.push((r, true));
             }
         }
         map.encodings = p.encodings.clone();
@@ -711,8 +714,8 @@ pub struct ExtMap {
 pub struct ProducerMapping {
     pub codecs: Vec<CodecMap>,
     pub exts: Vec<ExtMap>,
-    /// (room PT, codec JSON, is RTX) in consumable order.
-    pub consumable_codecs: Vec<(u8, Value, bool)>,
+    /// Room payload types in consumable order: (PT, is RTX).
+    pub consumable: Vec<(u8, bool)>,
     pub encodings: Vec<RtpEncodingParameters>,
     pub rtcp: RtcpParameters,
 }
@@ -756,25 +759,19 @@ impl ProducerMapping {
     }
 }
 
-/// The parameters of one consumer (§8.5).
+/// The parameters of one consumer.
 #[derive(Debug, Clone)]
 pub struct ConsumerParams {
-    /// `rtpParameters` JSON.
-    pub json: Value,
+    /// The consumer's `rtpParameters`.
+    pub rtp: RtpParameters,
     /// Room PTs of the media codecs kept, in order.
     pub media_pts: Vec<u8>,
-    /// Room RTX PT per kept media PT.
-    pub rtx_pts: Vec<(u8, u8)>,
-    /// Room header-extension ids kept.
-    pub ext_ids: Vec<u8>,
     pub ssrc: u32,
     pub rtx_ssrc: Option<u32>,
-    /// The first codec is one the peer can decode.
-    pub supported: bool,
 }
 
-/// §8.5: derive a consumer's parameters from the producer's consumable parameters
-/// and the receiving peer's capabilities.
+/// Derive a consumer's parameters from the producer's consumable parameters and the
+/// receiving peer's capabilities (docs/PROTOCOL.md, "Consumer parameters").
 pub fn consumer_params(
     room: &RoomCaps,
     kind: Kind,
@@ -786,27 +783,27 @@ pub fn consumer_params(
 ) -> ConsumerParams {
     let mut codecs = Vec::new();
     let mut media_pts = Vec::new();
-    let mut rtx_pts = Vec::new();
-    for (pt, codec, is_rtx) in &mapping.consumable_codecs {
-        if !peer.accepts_pt(*pt) || (*is_rtx && !use_rtx) {
+    let mut has_rtx = false;
+    for &(pt, is_rtx) in &mapping.consumable {
+        if !peer.accepts_pt(pt) || (is_rtx && !use_rtx) {
             continue;
         }
-        if *is_rtx {
-            let Some(owner) = room.codec_by_rtx_pt(*pt) else {
+        if is_rtx {
+            let Some(owner) = room.codec_by_rtx_pt(pt) else {
                 continue;
             };
             if !media_pts.contains(&owner.pt) {
                 continue;
             }
-            rtx_pts.push((owner.pt, *pt));
+            has_rtx = true;
+            codecs.push(owner.rtx_parameters(pt));
         } else {
-            media_pts.push(*pt);
+            let Some(rc) = room.codec_by_pt(pt) else {
+                continue;
+            };
+            media_pts.push(pt);
+            codecs.push(rc.parameters(peer.feedback(pt).cloned().unwrap_or_default()));
         }
-        let mut c = codec.clone();
-        if !*is_rtx {
-            c["rtcpFeedback"] = json!(peer.feedback(*pt).cloned().unwrap_or_default());
-        }
-        codecs.push(c);
     }
     let ext_ids: Vec<u8> = mapping
         .exts
@@ -819,31 +816,47 @@ pub fn consumer_params(
         })
         .map(|e| e.room_id)
         .collect();
-    let exts: Vec<Value> = mapping
+    let header_extensions = mapping
         .exts
         .iter()
         .filter(|e| ext_ids.contains(&e.room_id))
-        .map(|e| json!({"uri": e.uri, "id": e.room_id}))
+        .map(|e| RtpHeaderExtensionParameters {
+            uri: e.uri.to_string(),
+            id: e.room_id,
+            encrypt: None,
+            parameters: None,
+        })
         .collect();
-    let has_rtx = !rtx_pts.is_empty();
-    let mut encoding = json!({ "ssrc": ssrc });
-    if has_rtx {
-        encoding["rtx"] = json!({ "ssrc": rtx_ssrc });
-    }
-    let mut rtcp = json!({ "reducedSize": mapping.rtcp.reduced_size.unwrap_or(true), "mux": true });
-    if let Some(cname) = &mapping.rtcp.cname {
-        rtcp["cname"] = json!(cname);
-    } else {
-        rtcp["cname"] = json!(format!("sfu-{ssrc}"));
-    }
-    let supported = codecs.first().is_some_and(|c| c["name"] != "rtx");
+    let encoding = RtpEncodingParameters {
+        ssrc: Some(ssrc),
+        codec_payload_type: None,
+        rtx: has_rtx.then_some(RtxParameters { ssrc: rtx_ssrc }),
+        encoding_id: None,
+        profile: None,
+        active: None,
+        max_bitrate: None,
+    };
+    let rtcp = RtcpParameters {
+        cname: Some(
+            mapping
+                .rtcp
+                .cname
+                .clone()
+                .unwrap_or_else(|| format!("sfu-{ssrc}")),
+        ),
+        reduced_size: Some(mapping.rtcp.reduced_size.unwrap_or(true)),
+        mux: Some(true),
+    };
     ConsumerParams {
-        json: json!({ "codecs": codecs, "headerExtensions": exts, "encodings": [encoding], "rtcp": rtcp }),
+        rtp: RtpParameters {
+            mux_id: None,
+            codecs,
+            header_extensions,
+            encodings: vec![encoding],
+            rtcp: Some(rtcp),
+        },
         media_pts,
-        rtx_pts,
-        ext_ids,
         ssrc,
         rtx_ssrc: has_rtx.then_some(rtx_ssrc),
-        supported,
     }
 }

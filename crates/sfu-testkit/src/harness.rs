@@ -1,5 +1,5 @@
-//! Drives a `sfu::Server` through its public Rust API like a host would, and builds
-//! the messages a mediasoup-client 2.4.12 in Chrome sends.
+//! Drives a `sfu::Server` through its public Rust API like a host would: requests and
+//! notifications in, responses, notifications and host events out, every wait bounded.
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{unbounded, Receiver};
 use serde_json::{json, Value};
 use sfu::{EventKind, Server};
+
+use crate::builders::client_caps;
 
 /// One callback invocation, owned.
 #[derive(Debug, Clone)]
@@ -190,86 +192,3 @@ impl Harness {
     }
 }
 
-/// What mediasoup-client computes from the room caps for a Chrome that supports every
-/// room codec: room PTs, room ids, RTX kept.
-pub fn client_caps(room: &Value) -> Value {
-    let codecs: Vec<Value> = room["codecs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            let mut o = json!({
-                "name": c["name"], "mimeType": c["mimeType"], "kind": c["kind"],
-                "clockRate": c["clockRate"], "preferredPayloadType": c["preferredPayloadType"],
-                "parameters": c["parameters"],
-            });
-            if c["name"] != "rtx" {
-                o["rtcpFeedback"] = c["rtcpFeedback"].clone();
-            }
-            if !c["channels"].is_null() {
-                o["channels"] = c["channels"].clone();
-            }
-            o
-        })
-        .collect();
-    let exts: Vec<Value> = room["headerExtensions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| json!({"kind": e["kind"], "uri": e["uri"], "preferredId": e["preferredId"]}))
-        .collect();
-    json!({"codecs": codecs, "headerExtensions": exts, "fecMechanisms": []})
-}
-
-/// Chrome's own ids (the browser's side of a send transport).
-pub const CHROME_AUDIO_EXTS: &[(u8, &str)] = &[
-    (1, "urn:ietf:params:rtp-hdrext:ssrc-audio-level"),
-    (2, "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"),
-    (3, "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"),
-    (4, "urn:ietf:params:rtp-hdrext:sdes:mid"),
-];
-pub const CHROME_VIDEO_EXTS: &[(u8, &str)] = &[
-    (14, "urn:ietf:params:rtp-hdrext:toffset"),
-    (2, "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"),
-    (13, "urn:3gpp:video-orientation"),
-    (3, "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"),
-    (4, "urn:ietf:params:rtp-hdrext:sdes:mid"),
-    (10, "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"),
-];
-
-/// createProducer.rtpParameters as Chrome70's handler sends them (browser PTs:
-/// opus 111, VP8 96 + RTX 97).
-pub fn producer_params(kind: &str, mid: &str, ssrc: u32, rtx_ssrc: Option<u32>) -> Value {
-    if kind == "audio" {
-        json!({
-            "muxId": mid,
-            "codecs": [{"name": "opus", "mimeType": "audio/opus", "clockRate": 48000, "payloadType": 111,
-                        "channels": 2, "rtcpFeedback": [{"type": "transport-cc"}], "parameters": {"useinbandfec": 1}}],
-            "headerExtensions": CHROME_AUDIO_EXTS.iter().map(|(id, uri)| json!({"uri": uri, "id": id})).collect::<Vec<_>>(),
-            "encodings": [{"ssrc": ssrc}],
-            "rtcp": {"cname": format!("cname-{ssrc}"), "reducedSize": true, "mux": true},
-        })
-    } else {
-        let mut codecs = vec![json!({"name": "VP8", "mimeType": "video/VP8", "clockRate": 90000, "payloadType": 96,
-            "rtcpFeedback": [{"type": "nack"}, {"type": "nack", "parameter": "pli"}, {"type": "ccm", "parameter": "fir"},
-                             {"type": "goog-remb"}, {"type": "transport-cc"}], "parameters": {}})];
-        let mut enc = json!({"ssrc": ssrc});
-        if let Some(r) = rtx_ssrc {
-            codecs.push(json!({"name": "rtx", "mimeType": "video/rtx", "clockRate": 90000, "payloadType": 97, "parameters": {"apt": 96}}));
-            enc["rtx"] = json!({"ssrc": r});
-        }
-        json!({
-            "muxId": mid,
-            "codecs": codecs,
-            "headerExtensions": CHROME_VIDEO_EXTS.iter().map(|(id, uri)| json!({"uri": uri, "id": id})).collect::<Vec<_>>(),
-            "encodings": [enc],
-            "rtcp": {"cname": format!("cname-{ssrc}"), "reducedSize": true, "mux": true},
-        })
-    }
-}
-
-/// A syntactically valid browser DTLS fingerprint.
-pub fn fake_dtls(role: &str) -> Value {
-    let value = (0..32).map(|i| format!("{:02X}", i * 7 % 256)).collect::<Vec<_>>().join(":");
-    json!({"role": role, "fingerprints": [{"algorithm": "sha-256", "value": value}]})
-}

@@ -1,0 +1,83 @@
+//! What the sans-IO core hands to its I/O loop: datagrams to send and events for the host.
+//! Every layer that produces output pushes it into one [`Outbox`]; the worker core's
+//! `poll_output` pops from it (docs/ARCHITECTURE.md, "One output path").
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Transport protocol of a datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Proto {
+    Udp,
+    Tcp,
+}
+
+/// One datagram (or, over TCP, one framed packet) to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub proto: Proto,
+    /// Our address (which socket).
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub data: Vec<u8>,
+}
+
+/// What a callback delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// The answer to a request (`request_id` is the host's id).
+    Response,
+    /// A message the host must deliver to the peer verbatim.
+    Notification,
+    /// A host-facing event (`{"event": ...}`): not for the client.
+    Host,
+}
+
+/// One message for the host, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostMessage {
+    pub kind: EventKind,
+    pub room: Arc<str>,
+    pub peer: Arc<str>,
+    pub request_id: u64,
+    pub json: String,
+}
+
+/// One output of the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Transmit(Transmit),
+    Message(HostMessage),
+    /// A room closed itself after an internal error (its peers and the host were told):
+    /// the server forgets its id.
+    RoomFailed(Arc<str>),
+}
+
+/// The queue every layer pushes its output into, in production order.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    q: VecDeque<Output>,
+}
+
+impl Outbox {
+    pub fn transmit(&mut self, t: Transmit) {
+        self.q.push_back(Output::Transmit(t));
+    }
+
+    pub fn message(&mut self, m: HostMessage) {
+        self.q.push_back(Output::Message(m));
+    }
+
+    pub fn push(&mut self, o: Output) {
+        self.q.push_back(o);
+    }
+
+    pub fn pop(&mut self) -> Option<Output> {
+        self.q.pop_front()
+    }
+
+    pub fn len(&self) -> usize {
+        self.q.len()
+    }
+}

@@ -1,0 +1,408 @@
+//! The sans-IO worker core: everything a worker thread does, without the thread, the
+//! socket or the clock (str0m's shape, one level up).
+//!
+//! Inputs: [`WorkerCore::handle_command`] (a host call or a client message),
+//! [`WorkerCore::handle_datagram`], [`WorkerCore::handle_timeout`]; outputs come out of
+//! one queue, [`WorkerCore::poll_output`] (datagrams to send, messages for the host);
+//! [`WorkerCore::poll_timeout`] says when to call `handle_timeout` next. The worker
+//! thread (`worker.rs`) only moves bytes and time between these and the OS; the fuzz
+//! harness and simulated-time tests drive the same core.
+//!
+//! A room's code runs inside `catch_unwind`: a panic closes that room (its peers get
+//! `closed`, the host a `roomClosed` event), never the worker.
+//! docs/ARCHITECTURE.md draws the path of a datagram and of a request through it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::config::LogLevel;
+use crate::error::SfuError;
+use crate::ids::{KeyGen, RoomSlot};
+use crate::log::log;
+use crate::media::{MediaEnv, MediaEvent, MediaHost};
+use crate::ortc::RoomCaps;
+use crate::output::{EventKind, HostMessage, Outbox, Output};
+use crate::protocol;
+use crate::room::{Cx, Room, RoomSettings};
+use crate::timers::Timers;
+
+/// A host call or a client message for the core.
+#[derive(Debug)]
+pub enum Command {
+    CreateRoom { id: String, caps: RoomCaps },
+    CloseRoom { id: String },
+    ClosePeer { room: String, peer: String },
+    Request { room: String, peer: String, request_id: u64, bytes: Vec<u8> },
+    Notify { room: String, peer: String, bytes: Vec<u8> },
+}
+
+/// What a command returns to its caller (the synchronous host calls wait for it).
+#[derive(Debug, PartialEq, Eq)]
+pub enum CommandResult {
+    Done,
+    RoomCreated(Result<(), SfuError>),
+    /// `ClosePeer`: whether the peer existed.
+    PeerClosed(bool),
+}
+
+/// Packets written and not yet sent above which the engines are driven at once, before
+/// the rest of the input batch: bounds the latency that batching adds.
+const MAX_PENDING_WRITES: usize = 1024;
+/// Engine and room deadlines handled per `handle_timeout` call, at most.
+const MAX_TIMEOUTS_PER_CALL: usize = 100_000;
+
+/// One worker's rooms and engines.
+pub struct WorkerCore {
+    settings: RoomSettings,
+    media: MediaHost,
+    keys: KeyGen,
+    /// Rooms by slot; a closed room leaves an empty slot that the next room reuses.
+    rooms: Vec<Option<Room>>,
+    by_id: HashMap<Arc<str>, RoomSlot>,
+    room_timers: Timers<RoomSlot>,
+    out: Outbox,
+    /// Scratch list of media events (kept to reuse its allocation).
+    evs: Vec<MediaEvent>,
+}
+
+impl WorkerCore {
+    pub fn new(worker: usize, env: Arc<MediaEnv>, settings: RoomSettings) -> WorkerCore {
+        WorkerCore {
+            settings,
+            media: MediaHost::new(env),
+            keys: KeyGen::new(worker),
+            rooms: Vec::new(),
+            by_id: HashMap::new(),
+            room_timers: Timers::default(),
+            out: Outbox::default(),
+            evs: Vec::new(),
+        }
+    }
+
+    /// The next output, in production order.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop()
+    }
+
+    /// Outputs waiting.
+    pub fn pending_outputs(&self) -> usize {
+        self.out.len()
+    }
+
+    /// When `handle_timeout` is next due (`now` if it is due already).
+    pub fn poll_timeout(&mut self, now: Instant) -> Option<Instant> {
+        match (self.media.next_timeout(now), self.room_timers.next()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Run `f` on a room with the worker's context; a panic closes the room.
+    fn with_room<R>(&mut self, slot: RoomSlot, now: Instant, f: impl FnOnce(&mut Room, &mut Cx) -> R) -> Option<R> {
+        let room = self.rooms.get_mut(slot.0 as usize)?.as_mut()?;
+        let mut cx = Cx { now, out: &mut self.out, media: &mut self.media, keys: &mut self.keys };
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            let r = f(room, &mut cx);
+            (r, room.poll_timeout())
+        }));
+        match r {
+            Ok((v, next)) => {
+                self.room_timers.set(slot, next);
+                Some(v)
+            }
+            Err(p) => {
+                let what = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "panic".into());
+                log(LogLevel::Error, || format!("room panicked: {what}"));
+                self.room_failed(slot, &what);
+                None
+            }
+        }
+    }
+
+    /// A room panicked: tell its peers it is closed and forget it.
+    fn room_failed(&mut self, slot: RoomSlot, what: &str) {
+        let Some(room) = self.rooms.get_mut(slot.0 as usize).and_then(Option::take) else {
+            return;
+        };
+        self.media.close_owner(slot);
+        self.room_timers.set(slot, None);
+        let id = room.id().clone();
+        self.by_id.remove(&id);
+        let names = catch_unwind(AssertUnwindSafe(|| room.peer_names_legacy())).unwrap_or_default();
+        for (n, legacy) in names {
+            self.message(EventKind::Notification, &id, &n, 0, protocol::notification("closed", json!({})));
+            if legacy {
+                self.message(EventKind::Notification, &id, &n, 0, protocol::notification("roomClosed", json!({})));
+            }
+        }
+        let ev = json!({"event": "roomClosed", "reason": format!("internal error: {what}")});
+        self.message(EventKind::Host, &id, "", 0, ev.to_string());
+        self.out.push(Output::RoomFailed(id));
+        // Dropping a room in an unknown state could panic again: contain it.
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(room)));
+    }
+
+    fn message(&mut self, kind: EventKind, room: &Arc<str>, peer: &str, request_id: u64, json: String) {
+        self.out.message(HostMessage { kind, room: room.clone(), peer: Arc::from(peer), request_id, json });
+    }
+
+    /// A host call or a client message.
+    pub fn handle_command(&mut self, now: Instant, cmd: Command) -> CommandResult {
+        match cmd {
+            Command::CreateRoom { id, caps } => {
+                if self.by_id.contains_key(id.as_str()) {
+                    return CommandResult::RoomCreated(Err(SfuError::RoomExists(id)));
+                }
+                let free = self.rooms.iter().position(Option::is_none);
+                let slot = RoomSlot(free.unwrap_or(self.rooms.len()) as u32);
+                let room = Room::new(&id, slot, caps, self.settings);
+                match free {
+                    Some(i) => self.rooms[i] = Some(room),
+                    None => self.rooms.push(Some(room)),
+                }
+                self.by_id.insert(Arc::from(id), slot);
+                CommandResult::RoomCreated(Ok(()))
+            }
+            Command::CloseRoom { id } => {
+                if let Some(slot) = self.by_id.remove(id.as_str()) {
+                    self.with_room(slot, now, |r, cx| r.close(cx));
+                    if let Some(s) = self.rooms.get_mut(slot.0 as usize) {
+                        *s = None;
+                    }
+                    self.room_timers.set(slot, None);
+                }
+                CommandResult::Done
+            }
+            Command::ClosePeer { room, peer } => {
+                let closed = match self.by_id.get(room.as_str()).copied() {
+                    Some(slot) => self.with_room(slot, now, |r, cx| r.close_peer(cx, &peer)).unwrap_or(false),
+                    None => false,
+                };
+                CommandResult::PeerClosed(closed)
+            }
+            Command::Request { room, peer, request_id, bytes } => {
+                let reason = match self.by_id.get(room.as_str()).copied() {
+                    Some(slot) => {
+                        let answered = self.with_room(slot, now, |r, cx| r.handle_request(cx, &peer, request_id, &bytes));
+                        answered.is_none().then_some("internal error: the room was closed")
+                    }
+                    None => Some("room not found"),
+                };
+                if let Some(reason) = reason {
+                    let room: Arc<str> = Arc::from(room);
+                    self.message(EventKind::Response, &room, &peer, request_id, protocol::error_response(reason));
+                }
+                CommandResult::Done
+            }
+            Command::Notify { room, peer, bytes } => {
+                if let Some(slot) = self.by_id.get(room.as_str()).copied() {
+                    self.with_room(slot, now, |r, cx| r.handle_notification(cx, &peer, &bytes));
+                }
+                CommandResult::Done
+            }
+        }
+    }
+
+    /// A datagram received on the worker's socket.
+    pub fn handle_datagram(&mut self, now: Instant, src: SocketAddr, data: &[u8]) {
+        let Some((tk, slot)) = self.media.route(src, data) else {
+            return;
+        };
+        let mut evs = std::mem::take(&mut self.evs);
+        self.media.receive(now, tk, src, data, &mut self.out, &mut evs);
+        if !evs.is_empty() {
+            self.with_room(slot, now, |r, cx| r.handle_media(cx, tk, &mut evs));
+            evs.clear();
+        }
+        self.evs = evs;
+        if self.media.pending_writes() >= MAX_PENDING_WRITES {
+            self.drive_engines(now);
+        }
+    }
+
+    /// Deadlines: rooms' timers, then every engine that is due (those written to since
+    /// the last call among them: their packets leave now).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for _ in 0..MAX_TIMEOUTS_PER_CALL {
+            let Some(slot) = self.room_timers.pop_due(now) else { break };
+            self.with_room(slot, now, |r, cx| r.handle_timeout(cx));
+        }
+        self.drive_engines(now);
+    }
+
+    fn drive_engines(&mut self, now: Instant) {
+        let mut evs = std::mem::take(&mut self.evs);
+        for _ in 0..MAX_TIMEOUTS_PER_CALL {
+            let Some((tk, slot)) = self.media.pop_due(now) else { break };
+            self.media.drive(now, tk, &mut self.out, &mut evs);
+            if !evs.is_empty() {
+                self.with_room(slot, now, |r, cx| r.handle_media(cx, tk, &mut evs));
+                evs.clear();
+            }
+        }
+        self.evs = evs;
+    }
+
+    /// Close every room (shutdown): peers get `closed`.
+    pub fn close_all(&mut self, now: Instant) {
+        for i in 0..self.rooms.len() {
+            if self.rooms[i].is_some() {
+                self.with_room(RoomSlot(i as u32), now, |r, cx| r.close(cx));
+                self.rooms[i] = None;
+            }
+        }
+        self.by_id.clear();
+        self.room_timers = Timers::default();
+    }
+
+    /// Rooms, engines and routes in use (for tests and invariants).
+    pub fn counts(&self) -> CoreCounts {
+        let (engines, routes) = self.media.counts();
+        CoreCounts {
+            rooms: self.by_id.len(),
+            room_slots: self.rooms.len(),
+            engines,
+            ufrag_routes: routes.0,
+            addr_routes: routes.1,
+        }
+    }
+
+    /// The room `id`'s peers and transports, if it exists.
+    pub fn room_counts(&self, id: &str) -> Option<(usize, usize)> {
+        let slot = self.by_id.get(id)?;
+        let r = self.rooms.get(slot.0 as usize)?.as_ref()?;
+        Some((r.peer_count(), r.transport_count()))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn room_mut(&mut self, id: &str) -> Option<(RoomSlot, &mut Room)> {
+        let slot = *self.by_id.get(id)?;
+        Some((slot, self.rooms.get_mut(slot.0 as usize)?.as_mut()?))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn with_room_for_test<R>(&mut self, slot: RoomSlot, f: impl FnOnce(&mut Room, &mut Cx) -> R) -> Option<R> {
+        self.with_room(slot, Instant::now(), f)
+    }
+}
+
+/// What a core holds, for tests and invariants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoreCounts {
+    pub rooms: usize,
+    pub room_slots: usize,
+    pub engines: usize,
+    pub ufrag_routes: usize,
+    pub addr_routes: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::cert;
+    use std::time::Duration;
+
+    fn core() -> WorkerCore {
+        let c = cert::generate().unwrap();
+        let env = Arc::new(MediaEnv {
+            ice_addr: "127.0.0.1:40000".parse().unwrap(),
+            candidates: vec![],
+            fingerprint: cert::fingerprint(&c),
+            cert: c,
+            transport_timeout: Duration::from_secs(30),
+        });
+        WorkerCore::new(0, env, RoomSettings { limits: Default::default(), max_message_size: 65536 })
+    }
+
+    fn messages(c: &mut WorkerCore) -> Vec<HostMessage> {
+        std::iter::from_fn(|| c.poll_output())
+            .filter_map(|o| match o {
+                Output::Message(m) => Some(m),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn create(c: &mut WorkerCore, id: &str) {
+        let r = c.handle_command(Instant::now(), Command::CreateRoom { id: id.into(), caps: RoomCaps::from_options(None).unwrap() });
+        assert_eq!(r, CommandResult::RoomCreated(Ok(())));
+    }
+
+    #[test]
+    fn a_panic_inside_a_room_closes_that_room_with_notifications() {
+        let mut c = core();
+        create(&mut c, "r");
+        for p in ["a", "b"] {
+            c.handle_command(
+                Instant::now(),
+                Command::Request { room: "r".into(), peer: p.into(), request_id: 1, bytes: br#"{"method":"join"}"#.to_vec() },
+            );
+        }
+        messages(&mut c);
+        let (slot, _) = c.room_mut("r").unwrap();
+        assert!(c.with_room_for_test(slot, |_, _| panic!("boom")).is_none());
+        let got: Vec<Output> = std::iter::from_fn(|| c.poll_output()).collect();
+        let closed = got
+            .iter()
+            .filter(|o| matches!(o, Output::Message(m) if m.kind == EventKind::Notification && m.json.contains("\"closed\"")))
+            .count();
+        assert_eq!(closed, 2, "{got:?}");
+        assert!(got.iter().any(|o| matches!(o, Output::Message(m)
+            if m.kind == EventKind::Host && m.json.contains("roomClosed") && m.json.contains("boom"))));
+        assert!(got.iter().any(|o| matches!(o, Output::RoomFailed(id) if &**id == "r")), "the server is told to forget it");
+        assert_eq!(c.counts().rooms, 0);
+        // Later requests to it are answered with an error, not silence.
+        c.handle_command(
+            Instant::now(),
+            Command::Request { room: "r".into(), peer: "a".into(), request_id: 9, bytes: br#"{"method":"queryRoom"}"#.to_vec() },
+        );
+        let m = messages(&mut c);
+        assert_eq!(m.len(), 1);
+        assert_eq!((m[0].kind, m[0].request_id), (EventKind::Response, 9));
+        assert!(m[0].json.contains("room not found"));
+    }
+
+    #[test]
+    fn a_closed_room_slot_is_reused_so_room_churn_does_not_grow_the_worker() {
+        let mut c = core();
+        for i in 0..100 {
+            let id = format!("r{i}");
+            create(&mut c, &id);
+            c.handle_command(Instant::now(), Command::CloseRoom { id });
+        }
+        assert_eq!(c.counts(), CoreCounts { rooms: 0, room_slots: 1, engines: 0, ufrag_routes: 0, addr_routes: 0 });
+    }
+
+    #[test]
+    fn a_transport_gets_an_engine_and_a_route_that_leave_with_its_peer() {
+        let mut c = core();
+        create(&mut c, "r");
+        let now = Instant::now();
+        c.handle_command(now, Command::Request { room: "r".into(), peer: "a".into(), request_id: 1, bytes: br#"{"method":"join"}"#.to_vec() });
+        c.handle_command(
+            now,
+            Command::Request {
+                room: "r".into(),
+                peer: "a".into(),
+                request_id: 2,
+                bytes: br#"{"method":"createTransport","id":7,"direction":"recv"}"#.to_vec(),
+            },
+        );
+        let m = messages(&mut c);
+        assert!(m.iter().all(|m| m.json.contains("\"ok\":true")), "{m:?}");
+        assert_eq!((c.counts().engines, c.counts().ufrag_routes), (1, 1));
+        assert!(c.poll_timeout(now).is_some(), "the engine has a deadline");
+        c.handle_command(now, Command::Notify { room: "r".into(), peer: "a".into(), bytes: br#"{"method":"leave"}"#.to_vec() });
+        assert_eq!((c.counts().engines, c.counts().ufrag_routes, c.counts().addr_routes), (0, 0, 0));
+        assert_eq!(c.poll_timeout(now), None, "no timer is left");
+    }
+}

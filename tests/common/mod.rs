@@ -1,5 +1,0 @@
-//! Shared helpers for the integration tests.
-#![allow(dead_code)]
-
-pub mod peer;
-pub mod harness;
