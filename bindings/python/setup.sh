@@ -7,7 +7,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 venv="${SFU_PY_VENV:-$root/target/py-venv}"
-deps=(pytest pytest-timeout "websockets>=13" "setuptools>=70.1" "setuptools-rust>=1.9" wheel)
+deps=(pytest pytest-timeout "websockets>=13" "setuptools>=70.1" "setuptools-rust>=1.9,<2" wheel)
 
 pick_python() {
     if [ -n "${PYTHON:-}" ]; then echo "$PYTHON"; return; fi

@@ -34,6 +34,7 @@ die() { echo "install test FAILED: $*" >&2; exit 1; }
 for tool in git cargo python3 node npm cc pkg-config readelf make; do
     command -v "$tool" >/dev/null || die "$tool is not installed (scripts/setup.sh)"
 done
+git -C "$root" rev-parse --git-dir >/dev/null 2>&1 || die "$root is not a git checkout (the test copies its git files)"
 
 # Physical path: the hosts compare it with the paths in /proc/self/maps.
 tmp="$(cd "$(mktemp -d "${TMPDIR:-/tmp}/sfu-install.XXXXXX")" && pwd -P)"
