@@ -19,7 +19,7 @@ fi
 echo "== Rust tests (unit, integration, C programs) =="
 cargo test --release
 
-for suite in bindings/python/test.sh bindings/node/test.sh tests/e2e/run.sh bench/smoke.sh; do
+for suite in bindings/python/test.sh bindings/node/test.sh tests/install/run.sh tests/e2e/run.sh bench/smoke.sh; do
     if [ -f "$suite" ]; then
         echo "== $suite =="
         bash "$suite"

@@ -14,9 +14,9 @@ try {
   native = require('./build/Release/sfu.node');
 } catch (e) {
   const err = new Error(
-    `sfu: the native addon is not built (${path.join(__dirname, 'build', 'Release', 'sfu.node')}): ` +
-      'run `cargo build --release` at the repository root, then `npm install` in bindings/node ' +
-      `(or bash bindings/node/setup.sh). Cause: ${e.message}`,
+    `sfu: the native addon is not built or cannot load (${path.join(__dirname, 'build', 'Release', 'sfu.node')}): ` +
+      'its install script builds it (`npm install` of the package; in a checkout, `npm install` in ' +
+      `bindings/node or bash bindings/node/setup.sh). Cause: ${e.message}`,
   );
   err.code = 'SFU_ADDON_NOT_BUILT';
   err.cause = e;

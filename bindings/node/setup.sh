@@ -46,7 +46,7 @@ elif [ ! -d "$here/node_modules/node-gyp" ]; then
     stale="node_modules missing"
 else
     for dep in "$lib" "$repo/include/sfu.h" "$here/src/addon.c" "$here/binding.gyp" \
-               "$here/package.json" "$here/tools/build.js" "$here/tools/paths.js"; do
+               "$here/package.json" "$here/tools/build.js" "$here/tools/paths.js" "$here/tools/stage.js"; do
         if [ "$dep" -nt "$addon" ]; then stale="$dep is newer"; break; fi
     done
 fi

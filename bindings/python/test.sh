@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs the Python binding's tests: sets up the venv (setup.sh), makes sure libsfu is
 # built (cargo build --release, a no-op when fresh; skipped when SFU_LIBRARY_PATH is
-# set), pip-installs bindings/python into the venv when its sources changed, then
-# runs pytest on bindings/python/tests. Extra arguments go to pytest.
+# set), pip-installs bindings/python into the venv (which bundles the library cargo
+# built) when its sources or the library changed, then runs pytest on
+# bindings/python/tests. Extra arguments go to pytest. Installing outside the checkout
+# is tested by tests/install/run.sh.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -15,8 +17,11 @@ if [ -z "${SFU_LIBRARY_PATH:-}" ]; then
     (cd "$root" && cargo build --release --quiet)
 fi
 
-# Reinstall the binding only when its files changed (pip builds a wheel: seconds).
-sum="$(cd "$here" && cat pyproject.toml README.md sfu/*.py sfu/py.typed | sha256sum | cut -d' ' -f1)"
+# Reinstall the binding only when its files or the library changed (pip builds a wheel
+# with setuptools-rust: cargo finds the build fresh, the library is copied: seconds).
+lib="$root/target/release/libsfu.so"
+sum="$( (cd "$here" && cat pyproject.toml setup.py README.md sfu/*.py sfu/py.typed
+         stat -c '%s %y' "$lib" 2>/dev/null || true) | sha256sum | cut -d' ' -f1)"
 stamp="$venv/.sfu-binding"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$sum" ] || ! "$venv/bin/python" -c 'import sfu' >/dev/null 2>&1; then
     echo "bindings/python: pip install ./bindings/python"

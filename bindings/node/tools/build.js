@@ -1,13 +1,17 @@
 'use strict';
 // `npm install` runs this: builds build/Release/sfu.node with node-gyp, offline, against
-// the installed Node headers (--nodedir), linking libsfu.so from tools/paths.js.
+// the installed Node headers (--nodedir), linking libsfu as tools/paths.js says: the
+// library bundled in the package (lib/<soname>, rpath $ORIGIN/../../lib), staged from the
+// crate first when this package is a checkout's bindings/node (tools/stage.js), or the
+// one in $SFU_LIBRARY_PATH.
 //
 // Env: SFU_NODEDIR (a prefix with include/node/node_api.h; also npm_config_nodedir),
 //      SFU_LIBRARY_PATH (directory of libsfu.so), SFU_INCLUDE_PATH (directory of sfu.h).
 const fs = require('fs');
 const path = require('path');
 const { spawnSync } = require('child_process');
-const { libDir, includeDir } = require('./paths');
+const { checkout, override, libDir, libName, includeDir } = require('./paths');
+const { stage } = require('./stage');
 
 function fail(msg) {
   process.stderr.write(`sfu: ${msg}\n`);
@@ -51,15 +55,22 @@ function findNodeGyp() {
   return found;
 }
 
-const lib = path.join(libDir(), 'libsfu.so');
-if (!fs.existsSync(lib)) fail(`${lib} not found: run \`cargo build --release\` at the repository root, or set SFU_LIBRARY_PATH`);
+// In a checkout, (re)stage the library from the crate: the package then carries what it
+// links, like a packed one. An installed package uses what `npm pack` put in it.
+if (!override() && checkout()) stage();
+const lib = path.join(libDir(), libName());
+if (!fs.existsSync(lib)) {
+  fail(override()
+    ? `${lib} not found (SFU_LIBRARY_PATH)`
+    : `${lib} not found: this package was packed without its library (npm pack runs tools/stage.js), or set SFU_LIBRARY_PATH`);
+}
 const header = path.join(includeDir(), 'sfu.h');
 if (!fs.existsSync(header)) fail(`${header} not found (set SFU_INCLUDE_PATH)`);
 
 const nodedir = findNodeDir();
 const gyp = findNodeGyp();
 const args = [gyp, 'rebuild', `--nodedir=${nodedir}`, '--jobs=2'];
-process.stdout.write(`sfu: node-gyp rebuild --nodedir=${nodedir} (library ${libDir()})\n`);
+process.stdout.write(`sfu: node-gyp rebuild --nodedir=${nodedir} (library ${lib})\n`);
 const r = spawnSync(process.execPath, args, {
   cwd: path.join(__dirname, '..'),
   stdio: 'inherit',

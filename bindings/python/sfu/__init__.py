@@ -14,8 +14,9 @@ verbatim::
         caps = room.request("alice", {"method": "queryRoom", "target": "room"})
 
 The shared library is found through ``$SFU_LIBRARY_PATH`` (the file or its
-directory; when set, nothing else is tried), else next to this package, else in
-``target/release`` of a directory above this package or the working directory.
+directory; when set, nothing else is tried), else next to this package (where
+``pip install`` puts the library it built), else in ``target/release`` of a
+directory above this package or the working directory (a source checkout).
 """
 
 from ._lib import EventKind, Result, library_path

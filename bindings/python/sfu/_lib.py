@@ -74,8 +74,10 @@ def _lib_names() -> List[str]:
 
 
 def _candidates() -> List[Path]:
-    """Where to look, in order: $SFU_LIBRARY_PATH, the package dir, the repo's
-    target/release found by walking up from this file and from the cwd."""
+    """Where to look, in order: $SFU_LIBRARY_PATH; the package dir, where an installed
+    package carries the library (``pip install`` builds it with cargo and bundles it);
+    the repo's target/release found by walking up from this file and from the cwd (the
+    package used from the source tree, without installing it)."""
     names = _lib_names()
     out: List[Path] = []
     env = os.environ.get(LIBRARY_ENV)
@@ -106,8 +108,9 @@ def library_path() -> Path:
             return c
     tried = "\n  ".join(str(c) for c in cands) or "(nothing)"
     raise OSError(
-        f"libsfu not found; build it with `cargo build --release` or set {LIBRARY_ENV} "
-        f"to the library file or its directory. Tried:\n  {tried}"
+        f"libsfu not found; install the package with `pip install <checkout>/bindings/python` "
+        f"(it builds and bundles the library), or build it with `cargo build --release`, or set "
+        f"{LIBRARY_ENV} to the library file or its directory. Tried:\n  {tried}"
     )
 
 
