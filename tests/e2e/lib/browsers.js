@@ -108,7 +108,13 @@ async function launchFirefox() {
       await page.goto(demoUrl(base, roomId, name), { timeout: 15_000 });
       return peer;
     },
-    close: () => browser.close(),
+    // puppeteer's close() ends the WebDriver BiDi session and Firefox; if that hangs, kill
+    // Firefox so that it cannot keep the test process alive.
+    async close() {
+      await Promise.race([browser.close().catch(() => {}), sleep(10_000)]);
+      const child = browser.process();
+      if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    },
   };
 }
 
