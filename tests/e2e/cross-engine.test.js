@@ -108,6 +108,15 @@ async function receiving(peer, from) {
   return { video: pick('video'), audio: pick('audio') };
 }
 
+// The transceivers of the page's send RTCPeerConnection, as "mid:direction".
+function sendTransceivers(peer) {
+  return peer.evaluate(() => {
+    const t = window.demo.room.transports.find((x) => x.direction === 'send' && !x.closed);
+    const pc = t && t.handler && t.handler._pc;
+    return pc ? pc.getTransceivers().map((x) => `${x.mid}:${x.direction}`) : [];
+  });
+}
+
 // Polls `probe()` (which returns { done, detail }) until done, for at most `timeoutMs`;
 // fails at once if a page leaves the "joined" state.
 async function waitUntil(what, timeoutMs, peers, probe) {
@@ -260,6 +269,7 @@ async function runPairing(firstEngine, secondEngine, run) {
       [alice, bob],
     ]) {
       const before = await receiving(rx, tx.name);
+      const transceiversBefore = await sendTransceivers(tx);
       await tx.evaluate((kind) => window.demo.restartProducer(kind), 'video');
       const after = await waitVideo(
         `${rx.name} receives ${tx.name}'s re-created video producer`,
@@ -268,7 +278,11 @@ async function runPairing(firstEngine, secondEngine, run) {
         tx.name,
         { notConsumer: before.video && before.video.id }
       );
-      figures.restarted[rx.name] = { frames: after.video.framesDecoded };
+      // The sender's transceivers before and after (the same list: the inactive one reused).
+      figures.restarted[rx.name] = {
+        frames: after.video.framesDecoded,
+        senderTransceivers: `${transceiversBefore} -> ${await sendTransceivers(tx)}`,
+      };
     }
 
     // 3. Each pauses its consumer of the other's video, then resumes it.
