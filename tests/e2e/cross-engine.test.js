@@ -319,7 +319,12 @@ async function runPairing(firstEngine, secondEngine, run) {
       const before = figures.joined[rx.name].audioPackets;
       if (!(now.audio && now.audio.packetsReceived > before + 50))
         throw new Error(`${rx.name}: audio of ${tx.name} stopped (${before} packets, then ${JSON.stringify(now.audio)})`);
-      figures.joined[rx.name].audioPacketsAtEnd = now.audio.packetsReceived;
+      figures.end = figures.end || {};
+      figures.end[rx.name] = {
+        audioPackets: now.audio.packetsReceived,
+        videoFrames: now.video.framesDecoded,
+        videoFreezes: now.video.freezeCount, // the pause itself is one
+      };
     }
     figures.seconds = Math.round((Date.now() - t0) / 100) / 10;
     return figures;

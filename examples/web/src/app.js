@@ -255,6 +255,7 @@ async function stats() {
         c.packetsReceived += r.packetsReceived || 0;
         c.bytesReceived += r.bytesReceived || 0;
         c.framesDecoded += r.framesDecoded || 0;
+        if (r.freezeCount !== undefined) c.freezeCount = (c.freezeCount || 0) + r.freezeCount;
         if (r.frameWidth) c.size = `${r.frameWidth}x${r.frameHeight}`;
       });
       if (consumer.kind === 'video') {
