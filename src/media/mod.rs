@@ -13,6 +13,7 @@
 pub mod cert;
 mod codec_table;
 pub mod keyframe;
+mod rtp_peek;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -70,8 +71,22 @@ pub enum MediaEvent {
     },
     Ingress(str0m::stats::MediaIngressStats),
     Egress(str0m::stats::MediaEgressStats),
+    /// An RTX stream the browser never signalled was recognised (its payload type is the
+    /// producer's RTX payload type) and is now unwrapped by str0m: `rtx` repairs `main`.
+    RtxLearned { mid: String, main: u32, rtx: u32 },
     /// The transport can no longer carry media (failed, or silent too long).
     Dead(String),
+}
+
+/// A producer stream declared on a send transport, as the RTX learning needs it.
+#[derive(Debug, Clone)]
+struct RxDecl {
+    mid: String,
+    rid: Option<String>,
+    main: u32,
+    rtx: Option<u32>,
+    /// The producer's RTX payload types.
+    rtx_pts: Vec<u8>,
 }
 
 /// How long a consumer's sent packets stay available for NACK-triggered resends.
@@ -111,6 +126,10 @@ pub struct TransportMedia {
     writes_pending: bool,
     /// Streams declared before the Rtc existed (send transports): replayed at build.
     pending_rx: Vec<(String, Kind, Vec<(u32, Option<u32>)>)>,
+    /// Every producer stream of a send transport (see `learn_rtx`).
+    rx_decls: Vec<RxDecl>,
+    /// The id of the sdes:mid header extension in this Rtc's map.
+    mid_ext_id: Option<u8>,
 }
 
 impl TransportMedia {
@@ -143,6 +162,8 @@ impl TransportMedia {
             closed: false,
             writes_pending: false,
             pending_rx: Vec::new(),
+            rx_decls: Vec::new(),
+            mid_ext_id: None,
         };
         if dir == Dir::Recv {
             t.build(now, room_ext_map(caps), room_codec_config(caps));
@@ -151,6 +172,7 @@ impl TransportMedia {
     }
 
     fn build(&mut self, now: Instant, exts: ExtensionMap, codecs: str0m::format::CodecConfig) {
+        self.mid_ext_id = exts.id_of(str0m::rtp::Extension::RtpMid);
         let mut cfg = RtcConfig::new()
             .set_ice_lite(true)
             .set_rtp_mode(true)
@@ -351,6 +373,16 @@ impl TransportMedia {
         streams: &[(u32, Option<u32>)],
         mapping: &ProducerMapping,
     ) {
+        let rtx_pts: Vec<u8> = mapping.codecs.iter().filter_map(|c| c.producer_rtx_pt).collect();
+        for (i, (main, rtx)) in streams.iter().enumerate() {
+            self.rx_decls.push(RxDecl {
+                mid: mid.to_string(),
+                rid: (streams.len() > 1).then(|| format!("r{i}")),
+                main: *main,
+                rtx: *rtx,
+                rtx_pts: rtx_pts.clone(),
+            });
+        }
         if self.rtc.is_none() {
             self.pending_rx
                 .push((mid.to_string(), kind, streams.to_vec()));
@@ -383,6 +415,7 @@ impl TransportMedia {
 
     pub fn remove_producer(&mut self, now: Instant, mid: &str, streams: &[(u32, Option<u32>)]) {
         self.pending_rx.retain(|(m, _, _)| m != mid);
+        self.rx_decls.retain(|d| d.mid != mid);
         let mid: Mid = mid.into();
         self.with_rtc(now, None, |rtc| {
             for (ssrc, _) in streams {
@@ -596,6 +629,9 @@ impl TransportMedia {
             }
             return;
         }
+        if self.dir == Dir::Send && !is_stun && !is_dtls {
+            self.learn_rtx(now, data, evs);
+        }
         let Ok(r) = Receive::new(Protocol::Udp, src, self.env.ice_addr, data) else {
             return;
         };
@@ -609,6 +645,45 @@ impl TransportMedia {
             return;
         }
         self.drain_into(now, evs, tx);
+    }
+
+    /// Firefox sends RTX (padding probes, retransmissions) on an SSRC it never signals.
+    /// Left to itself, str0m would map such a packet by its mid extension as a new *main*
+    /// SSRC of the stream whenever the transport's codec table (built from the first
+    /// producer, often the audio one) does not know the RTX payload type, and the packet
+    /// would reach the room as media. So before str0m sees a packet on an unknown SSRC
+    /// whose payload type is a producer's RTX payload type, and exactly one stream of that
+    /// producer (by mid extension, if present) has no RTX SSRC, that SSRC becomes the
+    /// stream's RTX: str0m then drops its padding and unwraps its retransmissions.
+    fn learn_rtx(&mut self, now: Instant, data: &[u8], evs: &mut Vec<MediaEvent>) {
+        let Some(h) = rtp_peek::peek(data) else { return };
+        if self
+            .rx_decls
+            .iter()
+            .any(|d| d.main == h.ssrc || d.rtx == Some(h.ssrc))
+        {
+            return;
+        }
+        let mid = self
+            .mid_ext_id
+            .and_then(|id| h.extension(id))
+            .and_then(|b| std::str::from_utf8(b).ok());
+        let mut candidates = self.rx_decls.iter_mut().filter(|d| {
+            d.rtx.is_none() && d.rtx_pts.contains(&h.pt) && mid.is_none_or(|m| m == d.mid)
+        });
+        let (Some(d), None) = (candidates.next(), candidates.next()) else {
+            return;
+        };
+        d.rtx = Some(h.ssrc);
+        let (main, mid, rid) = (d.main, d.mid.clone(), d.rid.clone());
+        let rtx = h.ssrc;
+        self.with_rtc(now, None, |rtc| {
+            let rid = rid.as_deref().map(str0m::media::Rid::from);
+            rtc.direct_api()
+                .expect_stream_rx(Ssrc::from(main), Some(Ssrc::from(rtx)), mid.as_str().into(), rid);
+            Ok(())
+        });
+        evs.push(MediaEvent::RtxLearned { mid, main, rtx });
     }
 
     /// The browser's ufrag from a binding request signed with our password.

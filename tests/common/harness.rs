@@ -109,8 +109,16 @@ impl Harness {
         let _ = self.request(room, "__sync__", json!({"method": "queryRoom", "target": "room"}));
     }
 
-    /// Notifications for `peer` received so far (drained).
+    /// Wait until every event produced before this call has reached the callback: the
+    /// answer to a request for a room that does not exist is queued behind them on the one
+    /// callback queue (see the threading contract in include/sfu.h).
+    pub fn barrier(&self) {
+        let _ = self.request_raw("__barrier__: no such room", "__barrier__", br#"{"method":"queryRoom"}"#);
+    }
+
+    /// Notifications for `peer` produced so far (drained).
     pub fn notifications(&self, peer: &str) -> Vec<Value> {
+        self.barrier();
         while self.pump(Duration::from_millis(0)) {}
         let mut log = self.log.borrow_mut();
         let (mine, rest): (Vec<Got>, Vec<Got>) =
@@ -119,8 +127,9 @@ impl Harness {
         mine.into_iter().map(|g| g.json).collect()
     }
 
-    /// Host events received so far (drained).
+    /// Host events produced so far (drained).
     pub fn host_events(&self) -> Vec<Got> {
+        self.barrier();
         while self.pump(Duration::from_millis(0)) {}
         let mut log = self.log.borrow_mut();
         let (mine, rest): (Vec<Got>, Vec<Got>) = log.drain(..).partition(|g| g.kind == EventKind::Host);
