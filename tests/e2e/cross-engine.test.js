@@ -287,7 +287,7 @@ async function runPairing(firstEngine, secondEngine, run) {
 
     // 3. Each pauses its consumer of the other's video, then resumes it.
     figures.paused = {};
-    await Promise.all(sides.map(([rx, tx]) => rx.evaluate(([p]) => window.demo.pauseConsumer(p, 'video', true), [tx.name])));
+    await Promise.all(sides.map(([rx, tx]) => rx.evaluate((p) => window.demo.pauseConsumer(p, 'video', true), tx.name)));
     await sleep(PAUSED_SETTLE_MS);
     const pausedFrom = {};
     for (const [rx, tx] of sides) pausedFrom[rx.name] = await receiving(rx, tx.name);
@@ -302,7 +302,7 @@ async function runPairing(firstEngine, secondEngine, run) {
             `${PAUSED_WINDOW_MS} ms (consumer ${JSON.stringify(now.video)})`
         );
     }
-    await Promise.all(sides.map(([rx, tx]) => rx.evaluate(([p]) => window.demo.pauseConsumer(p, 'video', false), [tx.name])));
+    await Promise.all(sides.map(([rx, tx]) => rx.evaluate((p) => window.demo.pauseConsumer(p, 'video', false), tx.name)));
     await Promise.all(
       sides.map(async ([rx, tx]) => {
         const since = pausedFrom[rx.name].video;

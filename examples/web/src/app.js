@@ -392,7 +392,7 @@ function remoteConsumer(peer, kind) {
 }
 
 // Pauses (`pause` true) or resumes our consumer of `peer`'s `kind`; mediasoup-client
-// tells the server (pauseConsumer / resumeConsumer). Resolves to the consumer's id.
+// tells the server (pauseConsumer / resumeConsumer). Returns the consumer's id.
 function pauseConsumer(peer, kind, pause) {
   const consumer = remoteConsumer(peer, kind);
   if (pause) consumer.pause();
