@@ -13,191 +13,38 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn } = require('node:child_process');
 const fs = require('node:fs');
-const net = require('node:net');
-const os = require('node:os');
 const path = require('node:path');
-const http = require('node:http');
-const { chromium } = require('playwright-core');
+const { repo, sleep, hosts: hostsByName, startHost, stopHost } = require('./lib/host');
+const { launch } = require('./lib/browsers');
 
-const repo = path.resolve(__dirname, '..', '..');
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--use-fake-ui-for-media-stream',
-  '--use-fake-device-for-media-stream',
-  '--allow-loopback-in-peer-connection',
-];
 const MEDIA_TIMEOUT_MS = 60_000;
 const LEAVE_TIMEOUT_MS = 10_000;
-const debug = process.env.SFU_DEBUG === '1';
+const hosts = [hostsByName.node, hostsByName.python];
 
 // ---------------------------------------------------------------------------
-// Hosts.
-
-function pythonInterpreter() {
-  // The venv of bindings/python/setup.sh, where bindings/python is pip-installed.
-  const venv = process.env.SFU_PY_VENV || path.join(repo, 'target', 'py-venv');
-  for (const candidate of [process.env.SFU_PYTHON, path.join(venv, 'bin', 'python')]) {
-    if (candidate && fs.existsSync(candidate)) return candidate;
-  }
-  return 'python3';
-}
-
-const hosts = [
-  {
-    name: 'node',
-    skip: () => {
-      if (!fs.existsSync(path.join(repo, 'bindings', 'node', 'package.json')))
-        return 'bindings/node does not exist yet';
-      return null;
-    },
-    command: (port) => [
-      process.execPath,
-      [path.join(repo, 'examples', 'node', 'server.js'), '--host', '127.0.0.1', '--port', String(port)],
-    ],
-  },
-  {
-    name: 'python',
-    skip: () =>
-      fs.existsSync(path.join(repo, 'examples', 'python', 'host.py'))
-        ? null
-        : 'examples/python/host.py does not exist (no Python host to test)',
-    command: (port) => [
-      pythonInterpreter(),
-      [path.join(repo, 'examples', 'python', 'host.py'), '--host', '127.0.0.1', '--port', String(port)],
-    ],
-  },
-];
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-function sleep(ms) {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function httpOk(url) {
-  return new Promise((resolve) => {
-    const req = http.get(url, { timeout: 1000 }, (res) => {
-      res.resume();
-      resolve(res.statusCode === 200);
-    });
-    req.on('error', () => resolve(false));
-    req.on('timeout', () => {
-      req.destroy();
-      resolve(false);
-    });
-  });
-}
-
-async function startHost(host) {
-  const port = await freePort();
-  const [cmd, args] = host.command(port);
-  const child = spawn(cmd, args, {
-    cwd: repo,
-    env: { ...process.env, PYTHONUNBUFFERED: '1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const output = [];
-  const collect = (stream) => (chunk) => {
-    const text = chunk.toString();
-    output.push(text);
-    if (debug) process.stderr.write(`[${host.name} host ${stream}] ${text}`);
-  };
-  child.stdout.on('data', collect('out'));
-  child.stderr.on('data', collect('err'));
-  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
-  let exitInfo = null;
-  exited.then((info) => (exitInfo = info));
-
-  const base = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (exitInfo) {
-      throw new Error(
-        `${host.name} host exited early (${JSON.stringify(exitInfo)}):\n${output.join('')}`
-      );
-    }
-    if (await httpOk(`${base}/`)) break;
-    if (Date.now() > deadline) {
-      await stopHost({ child, exited });
-      throw new Error(`${host.name} host did not serve ${base}/ within 20 s:\n${output.join('')}`);
-    }
-    await sleep(200);
-  }
-  return { child, exited, base, output, port };
-}
-
-async function stopHost(h) {
-  if (!h || h.child.exitCode !== null || h.child.signalCode !== null) return;
-  h.child.kill('SIGTERM');
-  const done = await Promise.race([h.exited.then(() => true), sleep(5000).then(() => false)]);
-  if (!done) {
-    h.child.kill('SIGKILL');
-    await Promise.race([h.exited, sleep(5000)]);
-  }
-}
-
-// ---------------------------------------------------------------------------
-// Browser.
+// Browser: one headless Chromium; each peer is a page in its own context.
 
 let browser = null;
 
 before(async () => {
-  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} missing: run bash tests/e2e/setup.sh`);
   assert.ok(
     fs.existsSync(path.join(repo, 'examples', 'web', 'dist', 'app.js')),
     'examples/web/dist/app.js missing: run bash examples/web/setup.sh'
   );
-  // launch() gives the browser a fresh temporary --user-data-dir and --headless.
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: CHROMIUM_ARGS,
-    timeout: 30_000,
-  });
+  browser = await launch('chromium');
 });
 
 after(async () => {
   if (browser) await Promise.race([browser.close(), sleep(10_000)]);
 });
 
-async function openPeer(base, roomId, peerName) {
-  const context = await browser.newContext({ viewport: { width: 960, height: 480 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(15_000);
-  const logs = [];
-  page.on('console', (msg) => {
-    const line = `[${peerName} console.${msg.type()}] ${msg.text()}`;
-    logs.push(line);
-    if (debug) console.log(line);
-  });
-  page.on('pageerror', (error) => logs.push(`[${peerName} pageerror] ${error.stack || error}`));
-  page.on('crash', () => logs.push(`[${peerName}] page crashed`));
-  await page.goto(`${base}/?room=${encodeURIComponent(roomId)}&peer=${peerName}`, {
-    timeout: 15_000,
-  });
-  return { name: peerName, context, page, logs };
+function openPeer(base, roomId, peerName) {
+  return browser.newPeer(base, roomId, peerName);
 }
 
 async function pageState(peer) {
-  return peer.page.evaluate(() =>
+  return peer.evaluate(() =>
     window.demo ? { state: window.demo.state, error: window.demo.error } : { state: 'loading', error: null }
   );
 }
@@ -226,7 +73,7 @@ async function diagnostics(peers, h) {
     let dump = null;
     try {
       dump = await Promise.race([
-        peer.page.evaluate(async () => !window.demo ? 'window.demo is not defined' : ({
+        peer.evaluate(async () => !window.demo ? 'window.demo is not defined' : ({
           state: window.demo.state,
           error: window.demo.error,
           remotePeers: window.demo.remotePeers(),
@@ -278,8 +125,8 @@ for (const host of hosts) {
       let aliceStats = {};
       let bobStats = {};
       for (;;) {
-        aliceStats = await alice.page.evaluate(() => window.demo.stats());
-        bobStats = await bob.page.evaluate(() => window.demo.stats());
+        aliceStats = await alice.evaluate(() => window.demo.stats());
+        bobStats = await bob.evaluate(() => window.demo.stats());
         if (mediaOk(aliceStats, 'bob') && mediaOk(bobStats, 'alice')) break;
         for (const peer of peers) {
           const { state, error } = await pageState(peer);
@@ -309,8 +156,8 @@ for (const host of hosts) {
       assert.equal((await pageState(alice)).state, 'left');
       const leaveDeadline = Date.now() + LEAVE_TIMEOUT_MS;
       for (;;) {
-        const remote = await bob.page.evaluate(() => window.demo.remotePeers());
-        const tiles = await bob.page.evaluate(() => document.querySelectorAll('.tile[data-peer]').length);
+        const remote = await bob.evaluate(() => window.demo.remotePeers());
+        const tiles = await bob.evaluate(() => document.querySelectorAll('.tile[data-peer]').length);
         if (!remote.includes('alice') && tiles === 0) break;
         if (Date.now() > leaveDeadline)
           throw new Error(`bob still sees ${JSON.stringify(remote)} (${tiles} tiles) ${LEAVE_TIMEOUT_MS} ms after alice left`);
@@ -321,7 +168,7 @@ for (const host of hosts) {
       if (peers.length || h) console.log(await diagnostics(peers, h));
       throw error;
     } finally {
-      for (const peer of peers) await Promise.race([peer.context.close().catch(() => {}), sleep(5000)]);
+      for (const peer of peers) await peer.close();
       await stopHost(h);
     }
   });

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# The end-to-end test: two headless Chromium pages (alice, bob) in one room through each
-# demo host. Needs target/release/libsfu.so and the Node binding (bindings/node/setup.sh).
+# The end-to-end tests: the browser demo through the demo hosts, two peers in one room.
+#   demo.test.js:         two headless Chromium pages through the Node and the Python host;
+#   cross-engine.test.js: Chromium + Firefox ESR (each joining first) and Firefox + Firefox
+#                         through the Node host, each pairing 3 times (SFU_E2E_REPEAT).
+# Needs target/release/libsfu.so and the Node binding (bindings/node/setup.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash tests/e2e/setup.sh

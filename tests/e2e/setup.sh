@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end test needs. Idempotent; never downloads a browser:
-# Debian's chromium (apt), playwright-core (npm, drives it), the demo's npm packages.
+# Debian's chromium and firefox-esr (apt), playwright-core (npm, drives Chromium over CDP),
+# puppeteer-core (npm, drives Firefox over WebDriver BiDi), the demo's npm packages.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-if [ ! -x /usr/bin/chromium ]; then
-    echo "tests/e2e: installing chromium (apt)"
+need_apt=()
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+[ -x /usr/bin/firefox-esr ] || need_apt+=(firefox-esr)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "tests/e2e: installing ${need_apt[*]} (apt)"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq chromium >/dev/null
+    apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
 stamp=tests/e2e/node_modules/.sfu-installed

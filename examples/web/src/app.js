@@ -107,6 +107,7 @@ const room = new Room({ requestTimeout: 15000 });
 let sendTransport = null;
 let recvTransport = null;
 let localStream = null;
+const producers = new Map(); // kind -> our Producer of that kind (camera, microphone)
 
 room.on('request', (request, callback, errback) => {
   const id = nextRequestId++;
@@ -218,31 +219,61 @@ function recvPc() {
   return recvTransport && recvTransport.handler ? recvTransport.handler._pc : null;
 }
 
+// Per remote peer: totals over its live consumers, and `consumers`, one entry per live
+// consumer with the figures of its own inbound-rtp stream (found by the consumer's SSRC,
+// so a receiver whose transceiver was reused never mixes an earlier stream in).
 async function stats() {
   const result = {};
   const pc = recvPc();
   for (const [name, tile] of tiles) {
-    const s = { videoFramesDecoded: 0, videoBytesReceived: 0, audioBytesReceived: 0 };
+    const s = {
+      videoFramesDecoded: 0,
+      videoBytesReceived: 0,
+      audioBytesReceived: 0,
+      audioPacketsReceived: 0,
+      consumers: [],
+    };
     result[name] = s;
     if (!pc || pc.signalingState === 'closed') continue;
     for (const consumer of tile.consumers) {
+      const c = {
+        id: consumer.id,
+        kind: consumer.kind,
+        paused: consumer.paused,
+        ssrc: consumerSsrc(consumer),
+        packetsReceived: 0,
+        bytesReceived: 0,
+        framesDecoded: 0,
+      };
+      s.consumers.push(c);
       if (!consumer.track) continue;
       const receiver = pc.getReceivers().find((r) => r.track === consumer.track);
       if (!receiver) continue;
       const report = await receiver.getStats();
       report.forEach((r) => {
-        if (r.type !== 'inbound-rtp') return;
-        if (consumer.kind === 'video') {
-          s.videoFramesDecoded += r.framesDecoded || 0;
-          s.videoBytesReceived += r.bytesReceived || 0;
-          if (r.frameWidth) s.videoSize = `${r.frameWidth}x${r.frameHeight}`;
-        } else {
-          s.audioBytesReceived += r.bytesReceived || 0;
-        }
+        if (r.type !== 'inbound-rtp' || (c.ssrc !== null && r.ssrc !== c.ssrc)) return;
+        c.packetsReceived += r.packetsReceived || 0;
+        c.bytesReceived += r.bytesReceived || 0;
+        c.framesDecoded += r.framesDecoded || 0;
+        if (r.freezeCount !== undefined) c.freezeCount = (c.freezeCount || 0) + r.freezeCount;
+        if (r.frameWidth) c.size = `${r.frameWidth}x${r.frameHeight}`;
       });
+      if (consumer.kind === 'video') {
+        s.videoFramesDecoded += c.framesDecoded;
+        s.videoBytesReceived += c.bytesReceived;
+        if (c.size) s.videoSize = c.size;
+      } else {
+        s.audioBytesReceived += c.bytesReceived;
+        s.audioPacketsReceived += c.packetsReceived;
+      }
     }
   }
   return result;
+}
+
+function consumerSsrc(consumer) {
+  const encoding = consumer.rtpParameters && (consumer.rtpParameters.encodings || [])[0];
+  return encoding && typeof encoding.ssrc === 'number' ? encoding.ssrc : null;
 }
 
 // Full getStats() dumps of both transports, for debugging a failure.
@@ -319,13 +350,54 @@ async function start() {
       console.warn(`[demo] the room cannot receive ${track.kind} from this browser`);
       continue;
     }
-    const producer = room.createProducer(track, undefined, { source: track.kind });
     try {
-      await producer.send(sendTransport);
+      await produce(track);
     } catch (error) {
       return fail(`sending ${track.kind}`, error);
     }
   }
+}
+
+// Sends `track` in a new producer; `producers` lists it once the server accepted it.
+async function produce(track) {
+  const producer = room.createProducer(track, undefined, { source: track.kind });
+  producer.on('close', () => {
+    if (producers.get(track.kind) === producer) producers.delete(track.kind);
+  });
+  await producer.send(sendTransport);
+  if (!producer.closed) producers.set(track.kind, producer);
+  return producer;
+}
+
+// ---------------------------------------------------------------------------
+// Test hooks (used by tests/e2e, harmless in the demo): re-create a producer, pause and
+// resume the consumer of a remote peer's track.
+
+// Closes our producer of `kind` and sends the same local track again in a new producer
+// (mediasoup-client reuses the inactive transceiver). Resolves to the new producer's id.
+async function restartProducer(kind) {
+  const track = localStream && localStream.getTracks().find((t) => t.kind === kind);
+  if (!track || !sendTransport) throw new Error(`no local ${kind} track to send`);
+  const old = producers.get(kind);
+  if (old && !old.closed) old.close();
+  const producer = await produce(track);
+  return producer.id;
+}
+
+function remoteConsumer(peer, kind) {
+  const tile = tiles.get(peer);
+  const consumer = tile && Array.from(tile.consumers).find((c) => c.kind === kind && !c.closed);
+  if (!consumer) throw new Error(`no ${kind} consumer of ${peer}`);
+  return consumer;
+}
+
+// Pauses (`pause` true) or resumes our consumer of `peer`'s `kind`; mediasoup-client
+// tells the server (pauseConsumer / resumeConsumer). Returns the consumer's id.
+function pauseConsumer(peer, kind, pause) {
+  const consumer = remoteConsumer(peer, kind);
+  if (pause) consumer.pause();
+  else consumer.resume();
+  return consumer.id;
 }
 
 function leave() {
@@ -353,6 +425,12 @@ window.demo = {
   stats,
   dump,
   leave,
+  // test hooks
+  producerIds() {
+    return Object.fromEntries(Array.from(producers, ([kind, p]) => [kind, p.id]));
+  },
+  restartProducer,
+  pauseConsumer,
 };
 
 // Invite link: same room, a new random peer name.
