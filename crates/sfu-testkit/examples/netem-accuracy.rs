@@ -95,11 +95,13 @@ fn main() {
 
     let delayed = start(LinkConfig { delay: Duration::from_millis(50), ..Default::default() });
     let rtt: Vec<f64> = probe(delayed.udp_addr().unwrap(), 500, 200, 100.0).into_iter().map(|r| r.1).collect();
+    let late = delayed.counters().up.released_late;
     delayed.stop();
     let err: Vec<f64> = rtt.iter().map(|r| r - base_med - 50.0).collect();
     println!(
         "delay 50 ms ({} samples): round trip min {:.3} median {:.3} p99 {:.3} max {:.3} ms; \
-         released delay - 50 ms: median {:+.3} ms, p99 {:+.3} ms, max {:+.3} ms",
+         released delay - 50 ms: median {:+.3} ms, p99 {:+.3} ms, max {:+.3} ms; \
+         released >1 ms late by the relay: {late}",
         rtt.len(),
         pct(rtt.clone(), 0.0),
         pct(rtt.clone(), 0.5),

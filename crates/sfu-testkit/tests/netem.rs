@@ -28,6 +28,25 @@ fn ms(x: u64) -> Duration {
 // ---------------------------------------------------------------------------------------------
 // UDP echo server and a paced client
 
+/// A 4 MiB receive buffer (capped by `net.core.rmem_max`): on a loaded machine a test thread
+/// may not run for tens of milliseconds, and the default buffer would drop datagrams in the
+/// kernel, which would count as link loss here.
+#[allow(unsafe_code)]
+fn big_receive_buffer(sock: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let v: libc::c_int = 4 << 20;
+    // SAFETY: a valid socket, a c_int option value of the size given; failure leaves the default.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            &v as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
 /// Echoes every datagram to its source; remembers the sources it saw.
 struct UdpEcho {
     addr: SocketAddr,
@@ -39,6 +58,7 @@ struct UdpEcho {
 impl UdpEcho {
     fn start() -> UdpEcho {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        big_receive_buffer(&sock);
         sock.set_read_timeout(Some(ms(20))).unwrap();
         let addr = sock.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
@@ -92,6 +112,7 @@ struct Rx {
 /// came for `settle` after the last send (at most 30 s in all).
 fn run_udp(target: SocketAddr, n: usize, size: usize, pps: f64, settle: Duration) -> Vec<Rx> {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    big_receive_buffer(&sock);
     sock.set_read_timeout(Some(ms(10))).unwrap();
     let rx_sock = sock.try_clone().unwrap();
     let base = Instant::now();
@@ -196,10 +217,10 @@ fn udp_random_loss_10_percent() {
     let _g = serial();
     let echo = UdpEcho::start();
     let netem = udp_proxy(&echo, LinkConfig { loss: 0.1, ..Default::default() }, LinkConfig::default());
-    let rx = run_udp(netem.udp_addr().unwrap(), 5000, 100, 10_000.0, ms(300));
+    let rx = run_udp(netem.udp_addr().unwrap(), 5000, 100, 5000.0, ms(300));
     let c = netem.counters();
     let lost = 1.0 - distinct(&rx) as f64 / 5000.0;
-    println!("loss 10 %: {:.2} % lost end to end, counters {:?}", lost * 100.0, c.up);
+    println!("loss 10 %: {:.2} % lost end to end, counters {:?}", lost * 100.0, c);
     assert!((0.07..=0.13).contains(&lost), "lost {lost}");
     assert_eq!(c.up.packets_in, 5000);
     assert_eq!(c.up.dropped_loss + c.up.delivered, 5000);
@@ -212,7 +233,7 @@ fn udp_duplication() {
     let _g = serial();
     let echo = UdpEcho::start();
     let netem = udp_proxy(&echo, LinkConfig { duplicate: 0.2, ..Default::default() }, LinkConfig::default());
-    let rx = run_udp(netem.udp_addr().unwrap(), 2000, 100, 5000.0, ms(300));
+    let rx = run_udp(netem.udp_addr().unwrap(), 2000, 100, 2000.0, ms(300));
     let c = netem.counters();
     let extra = rx.len() - distinct(&rx);
     println!("duplicate 20 %: {extra} extra copies of 2000, counters {:?}", c.up);
@@ -241,9 +262,15 @@ fn udp_delay_is_precise() {
     assert_eq!(distinct(&rx), 300);
     let r = rtts_ms(&rx);
     let (min, med, p99) = (percentile(r.clone(), 0.0), percentile(r.clone(), 0.5), percentile(r, 0.99));
-    println!("delay 30 + 20 ms: RTT min {min:.3} median {med:.3} p99 {p99:.3} ms");
+    let c = netem.counters();
+    println!(
+        "delay 30 + 20 ms: RTT min {min:.3} median {med:.3} p99 {p99:.3} ms; released >1 ms late: {} up, {} down",
+        c.up.released_late, c.down.released_late
+    );
     assert!(min >= 50.0, "released early: {min} ms");
-    assert!(med <= 52.0, "median {med} ms");
+    // The round trip also holds the client's and the echo server's wake-ups: on an idle machine
+    // the median is ~50.3 ms (see the netem-accuracy example); the margin is for a loaded one.
+    assert!(med <= 55.0, "median {med} ms");
 }
 
 #[test]
@@ -310,9 +337,12 @@ fn rate_limit_1_mbps_with_queue_overflow() {
     let rx = run_udp(netem.udp_addr().unwrap(), 520, 1200, 2e6 / 9600.0, ms(400));
     let c = netem.counters();
     let bps = rx_rate_bps(&rx, 1200);
-    let max_rtt = percentile(rtts_ms(&rx), 1.0);
+    // Once the queue is full (after 0.4 s), a packet waits the queue limit: 200 ms.
+    let full = rtts_ms(&rx[rx.len() / 2..]);
+    let (full_med, max_rtt) = (percentile(full, 0.5), percentile(rtts_ms(&rx), 1.0));
     println!(
-        "rate 1 Mbit/s, offered 2: delivered {:.3} Mbit/s, {} of 520 through, {} overflowed, max RTT {max_rtt:.1} ms",
+        "rate 1 Mbit/s, offered 2: delivered {:.3} Mbit/s, {} of 520 through, {} overflowed, \
+         RTT with a full queue: median {full_med:.1} ms, max {max_rtt:.1} ms",
         bps / 1e6,
         rx.len(),
         c.up.dropped_queue
@@ -320,8 +350,9 @@ fn rate_limit_1_mbps_with_queue_overflow() {
     assert!((0.85e6..=1.15e6).contains(&bps), "delivered {bps} bit/s");
     assert!(c.up.dropped_queue > 0);
     assert_eq!(c.up.dropped_queue + c.up.delivered, 520);
-    // Queueing never exceeds the 200 ms limit (+ one serialisation time and slack).
-    assert!(max_rtt < 240.0, "max RTT {max_rtt}");
+    assert!((180.0..=225.0).contains(&full_med), "queueing delay {full_med} ms, limit 200 ms");
+    // Without a bound the queue would reach 1.3 s here; the margin is for scheduling noise.
+    assert!(max_rtt < 400.0, "max RTT {max_rtt}");
 }
 
 #[test]
@@ -331,10 +362,10 @@ fn bursty_loss_has_longer_runs_than_random_loss() {
     let burst = BurstLoss { p_gb: 0.02, p_bg: 0.2, loss_bad: 1.0, loss_good: 0.0 };
     let n = 5000;
     let netem = udp_proxy(&echo, LinkConfig { burst: Some(burst), ..Default::default() }, LinkConfig::default());
-    let ge = run_udp(netem.udp_addr().unwrap(), n, 100, 10_000.0, ms(300));
+    let ge = run_udp(netem.udp_addr().unwrap(), n, 100, 5000.0, ms(300));
     netem.stop();
     let netem = udp_proxy(&echo, LinkConfig { loss: burst.mean_loss(), ..Default::default() }, LinkConfig::default());
-    let random = run_udp(netem.udp_addr().unwrap(), n, 100, 10_000.0, ms(300));
+    let random = run_udp(netem.udp_addr().unwrap(), n, 100, 5000.0, ms(300));
     let (ge_loss, rnd_loss) = (1.0 - distinct(&ge) as f64 / n as f64, 1.0 - distinct(&random) as f64 / n as f64);
     let (ge_run, rnd_run) = (mean_loss_run(&ge, n), mean_loss_run(&random, n));
     println!(
@@ -544,11 +575,18 @@ fn tcp_relay_carries_a_byte_stream_intact_with_delay() {
     let stream = TcpStream::connect(netem.tcp_addr().unwrap()).unwrap();
     stream.set_nodelay(true).unwrap();
 
-    // One byte: the round trip is the two delays (± jitter).
-    let (one, rtt) = tcp_round_trip(&stream, Arc::new(vec![42]));
-    assert_eq!(one, [42]);
-    println!("TCP 20±5 ms each way: first byte RTT {:.1} ms", rtt.as_secs_f64() * 1e3);
-    assert!(rtt >= ms(30) && rtt < ms(70), "RTT {rtt:?}");
+    // One byte at a time: a round trip is the two delays (± jitter). Scheduling noise only
+    // adds, so the smallest of ten must sit in the model's range.
+    let rtts: Vec<Duration> = (0..10u8)
+        .map(|i| {
+            let (one, rtt) = tcp_round_trip(&stream, Arc::new(vec![i]));
+            assert_eq!(one, [i]);
+            rtt
+        })
+        .collect();
+    let (min, max) = (*rtts.iter().min().unwrap(), *rtts.iter().max().unwrap());
+    println!("TCP 20±5 ms each way: one-byte RTT {min:.1?}..{max:.1?}");
+    assert!(min >= ms(30) && min < ms(52), "RTT {rtts:?}");
 
     // 2 MB both ways, jittered chunks: must come back intact and in order.
     let data = Arc::new(pattern(2 << 20));
@@ -557,8 +595,8 @@ fn tcp_relay_carries_a_byte_stream_intact_with_delay() {
     assert!(back == *data, "stream corrupted");
     assert_eq!(echo.peers.lock().unwrap()[0].ip().to_string(), "127.0.0.3");
     let c = netem.counters();
-    assert_eq!(c.up.bytes_delivered, (2 << 20) + 1);
-    assert_eq!(c.down.bytes_delivered, (2 << 20) + 1);
+    assert_eq!(c.up.bytes_delivered, (2 << 20) + 10);
+    assert_eq!(c.down.bytes_delivered, (2 << 20) + 10);
     assert_eq!((c.tcp_connections, c.tcp_accepted), (1, 1));
 
     // Closing the client closes the upstream connection too.

@@ -30,6 +30,9 @@ pub struct LinkCounters {
     /// Delivered packets that left after a packet which entered the link later than them
     /// (measured at delivery, whatever the cause: jitter or explicit reordering).
     pub reordered: u64,
+    /// Datagrams sent more than 1 ms after their release time: the relay thread was late
+    /// (starved of CPU, or overloaded), so the link was worse than configured.
+    pub released_late: u64,
 }
 
 impl LinkCounters {
@@ -51,6 +54,7 @@ impl LinkCounters {
             "dropped_other": self.dropped_other,
             "duplicated": self.duplicated,
             "reordered": self.reordered,
+            "released_late": self.released_late,
         })
     }
 }
@@ -111,6 +115,7 @@ pub(crate) struct LinkStats {
     pub dropped_other: AtomicU64,
     pub duplicated: AtomicU64,
     pub reordered: AtomicU64,
+    pub released_late: AtomicU64,
 }
 
 /// Adds one to a counter.
@@ -135,6 +140,7 @@ impl LinkStats {
             dropped_other: self.dropped_other.load(Relaxed),
             duplicated: self.duplicated.load(Relaxed),
             reordered: self.reordered.load(Relaxed),
+            released_late: self.released_late.load(Relaxed),
         }
     }
 }

@@ -204,6 +204,11 @@ impl Link {
         }
     }
 
+    /// A datagram due at its release time was sent late (more than 1 ms).
+    pub fn released_late(&self) {
+        bump(&self.s().released_late);
+    }
+
     /// A stream chunk was released toward its destination.
     pub fn stream_delivered(&self, len: usize) {
         bump(&self.s().delivered);

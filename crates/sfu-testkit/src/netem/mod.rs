@@ -85,7 +85,9 @@
 //!
 //! Per direction ([`LinkCounters`]): `packets_in`, `bytes_in`, `delivered`, `bytes_delivered`,
 //! `dropped_loss`, `dropped_queue`, `dropped_other`, `duplicated`, `reordered` (a delivered
-//! packet that left after a packet which arrived after it); plus the relays' gauges
+//! packet that left after a packet which arrived after it), `released_late` (a datagram sent
+//! more than 1 ms after its release time: the relay thread was starved, so the link was worse
+//! than configured — check it when a test on a loaded machine fails); plus the relays' gauges
 //! ([`Counters`]).
 //!
 //! # Bounds

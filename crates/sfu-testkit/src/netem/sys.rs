@@ -98,3 +98,20 @@ pub(crate) fn tcp_connect_from(bind: IpAddr, to: SocketAddr) -> io::Result<TcpSt
     }
     Ok(TcpStream::from(owned))
 }
+
+/// Asks for a receive buffer of `bytes` (the kernel caps it at `net.core.rmem_max`); best
+/// effort: a burst (a video keyframe) then waits in the kernel while the relay thread is not
+/// scheduled, instead of being dropped there.
+pub(crate) fn set_recv_buffer(fd: RawFd, bytes: usize) {
+    let v = bytes.min(i32::MAX as usize) as libc::c_int;
+    // SAFETY: `v` is a c_int that outlives the call and its size is passed; a failure is ignored.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            &v as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}

@@ -14,7 +14,7 @@ use super::config::Direction;
 use super::counters::{bump, Stats};
 use super::link::Release;
 use super::relay::Links;
-use super::sys::{pollfd, PollFd, POLLIN};
+use super::sys::{self, pollfd, PollFd, POLLIN};
 
 /// Most datagrams read from one socket per loop turn, so timers are served between batches.
 const RECV_BATCH: usize = 64;
@@ -22,6 +22,10 @@ const RECV_BATCH: usize = 64;
 /// them a datagram counts as dropped by the queue.
 const MAX_QUEUED_PACKETS: usize = 100_000;
 const MAX_QUEUED_BYTES: usize = 64 << 20;
+/// A datagram sent later than this after its release time counts as `released_late`.
+const LATE: Duration = Duration::from_millis(1);
+/// Receive buffer asked for each socket (capped by the kernel's `net.core.rmem_max`).
+const RECV_BUFFER: usize = 4 << 20;
 
 struct Mapping {
     client: SocketAddr,
@@ -87,6 +91,7 @@ impl UdpRelay {
         max_mappings: usize,
         stats: Arc<Stats>,
     ) -> UdpRelay {
+        sys::set_recv_buffer(listen.as_raw_fd(), RECV_BUFFER);
         UdpRelay {
             listen,
             upstream,
@@ -115,6 +120,7 @@ impl UdpRelay {
         let sock = UdpSocket::bind(SocketAddr::new(self.bind_ip, 0))?;
         sock.connect(self.upstream)?;
         sock.set_nonblocking(true)?;
+        sys::set_recv_buffer(sock.as_raw_fd(), RECV_BUFFER);
         let id = self.next_id;
         self.next_id += 1;
         self.mappings.insert(id, Mapping { client, sock, last_active: now });
@@ -242,6 +248,9 @@ impl UdpRelay {
                 Direction::Down => self.listen.send_to(&e.data, e.client).is_ok(),
             };
             let link = links.get(e.dir);
+            if now.saturating_duration_since(e.at) > LATE {
+                link.released_late();
+            }
             if sent {
                 link.delivered(e.seq, e.data.len());
             } else {
