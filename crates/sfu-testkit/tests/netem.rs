@@ -484,7 +484,10 @@ fn idle_relay_sleeps_and_stop_is_prompt() {
     for _ in 0..100 {
         sock.send_to(&[0u8; 100], netem.udp_addr().unwrap()).unwrap();
     }
-    thread::sleep(ms(50));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while netem.counters().up.in_flight() < 100 && Instant::now() < deadline {
+        thread::sleep(ms(5));
+    }
     assert_eq!(netem.counters().up.in_flight(), 100);
     let t = Instant::now();
     netem.stop();
@@ -629,6 +632,26 @@ fn tcp_rate_limit_paces_the_stream() {
     assert!((3.4e6..=4.1e6).contains(&bps), "rate {bps}");
     assert_eq!(netem.counters().down.dropped_queue, 0);
     stream.shutdown(Shutdown::Both).unwrap();
+}
+
+#[test]
+fn tcp_upstream_refused_closes_the_client() {
+    let _g = serial();
+    let closed_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let netem = Netem::start(NetemConfig { upstream_tcp: Some(closed_port), ..Default::default() }).unwrap();
+    let mut stream = TcpStream::connect(netem.tcp_addr().unwrap()).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut buf = [0u8; 16];
+    // EOF or a reset, not a timeout.
+    match stream.read(&mut buf) {
+        Ok(n) => assert_eq!(n, 0),
+        Err(e) => assert!(
+            !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+            "client left open: {e}"
+        ),
+    }
+    let c = netem.counters();
+    assert_eq!((c.tcp_accepted, c.tcp_rejected, c.tcp_connections), (1, 1, 0));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,9 +6,9 @@
 //! the rate limit. A full rate-limiter queue is not a drop: the relay stops reading that socket,
 //! and TCP flow control pushes back on the sender. Buffers are bounded per direction.
 //!
-//! Closing: when either side ends its stream (EOF) or fails, the bytes it sent before are
-//! delivered after their delay, then both sockets are closed (no half-close). Bytes still
-//! delayed in the other direction are discarded.
+//! Closing: when either side ends its stream (EOF), the bytes it sent before are delivered
+//! after their delay, then both sockets are closed (no half-close); bytes still delayed in the
+//! other direction are discarded. When a socket fails (reset), both are closed at once.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -131,8 +131,9 @@ impl Conn {
             let (_, chunk) = h.pending.pop_front().expect("front");
             h.pending_bytes -= chunk.len();
             links.get(dir).stream_delivered(chunk.len());
-            if h.out_pos == h.out.len() {
-                h.out.clear();
+            if h.out_pos > 0 {
+                // Keep the buffer to what is still unwritten (bounded by MAX_OUT_BYTES).
+                h.out.drain(..h.out_pos);
                 h.out_pos = 0;
             }
             h.out.extend_from_slice(&chunk);
@@ -301,10 +302,11 @@ impl TcpRelay {
                 c.release_and_write(dir, now, links);
             }
         }
-        let before = self.conns.len();
-        self.conns.retain(|c| !c.dead);
-        if self.conns.len() != before {
-            self.stats.tcp_connections.store(self.conns.len() as u64, Relaxed);
+        // The gauge first: a client that sees its connection closed then reads the new count.
+        let live = self.conns.iter().filter(|c| !c.dead).count();
+        if live != self.conns.len() {
+            self.stats.tcp_connections.store(live as u64, Relaxed);
+            self.conns.retain(|c| !c.dead);
         }
     }
 }
