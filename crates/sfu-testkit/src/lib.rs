@@ -5,11 +5,17 @@
 //! * [`builders`]: the messages mediasoup-client sends from Chrome and Firefox;
 //! * [`sim`]: the worker core in simulated time, with invariants checked on its output;
 //! * [`fuzz`]: the fuzz targets' input formats (replayed by the test command);
-//! * [`cbuild`]: building and running the C programs under sanitizers.
+//! * [`cbuild`]: building and running the C programs under sanitizers;
+//! * [`netem`]: a userspace network impairment proxy (UDP and TCP relay with loss,
+//!   delay, jitter, reordering, duplication and a rate limit per direction), in-process
+//!   or as the `sfu-netem` command for the browser tests.
+
+#![deny(unsafe_code)]
 
 pub mod builders;
 pub mod cbuild;
 pub mod fuzz;
 pub mod harness;
+pub mod netem;
 pub mod peer;
 pub mod sim;
