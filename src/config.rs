@@ -23,7 +23,8 @@ pub enum LogLevel {
 pub struct ServerConfig {
     /// Worker threads (`numWorkers`); each owns its rooms and one UDP socket.
     pub num_workers: usize,
-    /// `logLevel`: "debug", "warn", "error" or "none" (default "error"). Logs go to stderr.
+    /// `logLevel`: "debug", "warn", "error" or "none" (default "error"), for this server's
+    /// records only. They go to the host's log callback, else to stderr (`log.rs`).
     pub log_level: LogLevel,
     /// `rtcIPv4`: the IPv4 address the UDP sockets bind to (default 127.0.0.1).
     pub rtc_ipv4: Ipv4Addr,

@@ -10,7 +10,8 @@
 //! * `room`: rooms, peers, transports, producers and consumers: the protocol's rules.
 //! * `media`: one str0m `Rtc` per transport, a worker's table of them, forwarding helpers.
 //! * `protocol` (the wire format), `ortc` (RTP negotiation), `net` (sockets, routing),
-//!   and the primitives: `ids`, `output`, `timers`, `crypto`, `config`, `error`, `log`.
+//!   and the primitives: `ids`, `output`, `timers`, `crypto`, `config`, `error`, `log`,
+//!   `metrics`.
 #![deny(unsafe_code)]
 
 pub mod config;
@@ -19,6 +20,7 @@ pub mod error;
 mod ids;
 mod log;
 mod media;
+mod metrics;
 mod net;
 mod ortc;
 mod output;
@@ -33,6 +35,7 @@ mod ffi;
 
 pub use config::ServerConfig;
 pub use error::SfuError;
+pub use log::{LogLevel, LogRecord, LogSink};
 pub use server::{Event, EventKind, EventSink, Server};
 
 /// The library version (`CARGO_PKG_VERSION`).

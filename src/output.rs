@@ -6,6 +6,8 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::log::{LogLevel, LogRecord};
+
 /// Transport protocol of a datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Proto {
@@ -52,15 +54,43 @@ pub enum Output {
     /// A room closed itself after an internal error (its peers and the host were told):
     /// the server forgets its id.
     RoomFailed(Arc<str>),
+    /// A log record that passed the core's level (`log.rs`).
+    Log(LogRecord),
 }
 
 /// The queue every layer pushes its output into, in production order.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Outbox {
     q: VecDeque<Output>,
+    /// Records above this level are not even formatted.
+    log_level: LogLevel,
+}
+
+impl Default for Outbox {
+    fn default() -> Self {
+        Outbox { q: VecDeque::new(), log_level: LogLevel::Error }
+    }
 }
 
 impl Outbox {
+    /// Queue a log record if `level` passes the outbox's level; `msg` runs only then,
+    /// so a disabled record costs one comparison.
+    pub fn log(&mut self, level: LogLevel, target: &'static str, msg: impl FnOnce() -> String) {
+        if self.log_level.allows(level) {
+            self.q.push_back(Output::Log(LogRecord { level, target, message: msg() }));
+        }
+    }
+
+    pub fn set_log_level(&mut self, level: LogLevel) {
+        self.log_level = level;
+    }
+
+    /// The outputs queued from position `start` on (what one call added, when `start`
+    /// was `len()` before it).
+    pub fn since(&self, start: usize) -> impl Iterator<Item = &Output> {
+        self.q.range(start.min(self.q.len())..)
+    }
+
     pub fn transmit(&mut self, t: Transmit) {
         self.q.push_back(Output::Transmit(t));
     }

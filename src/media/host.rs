@@ -15,13 +15,15 @@ use str0m::config::Fingerprint;
 use str0m::media::KeyframeRequestKind;
 use str0m::rtp::ExtensionValues;
 
+use super::tally::Tally;
 use super::transport::TransportMedia;
 use super::{MediaEnv, MediaEvent, TransportStats};
 use crate::ids::{RoomSlot, TransportKey};
+use crate::metrics::{Counters, Ctr, Gauges, TransportState};
 use crate::net::routes::Routes;
 use crate::net::stun;
 use crate::ortc::{Kind, ProducerMapping, RoomCaps};
-use crate::output::Outbox;
+use crate::output::{Outbox, Proto};
 use crate::protocol::request::Direction;
 use crate::timers::Timers;
 
@@ -31,6 +33,7 @@ struct Engine {
     owner: RoomSlot,
     /// On the dirty list.
     due: bool,
+    tally: Tally,
 }
 
 /// The engines of one worker.
@@ -44,6 +47,8 @@ pub struct MediaHost {
     due: Vec<TransportKey>,
     /// Packets written since the dirty list was last emptied.
     pending_writes: usize,
+    /// The worker's media counters (`media/tally.rs`); published by the worker thread.
+    pub(crate) counters: Counters,
 }
 
 /// ICE credentials of a new or restarted transport.
@@ -62,6 +67,7 @@ impl MediaHost {
             timers: Timers::default(),
             due: Vec::new(),
             pending_writes: 0,
+            counters: Counters::default(),
         }
     }
 
@@ -85,7 +91,7 @@ impl MediaHost {
             password: media.ice_password().to_string(),
         };
         self.routes.add_ufrag(&ice.ufrag, key);
-        self.engines.insert(key, Engine { media, owner, due: false });
+        self.engines.insert(key, Engine { media, owner, due: false, tally: Tally::default() });
         self.reschedule(now, key);
         ice
     }
@@ -114,13 +120,14 @@ impl MediaHost {
         evs: &mut Vec<MediaEvent>,
     ) {
         let Some(e) = self.engines.get_mut(&key) else { return };
-        let first = evs.len();
+        let (first, out_first) = (evs.len(), out.len());
         e.media.receive(now, src, data, out, evs);
         for ev in &evs[first..] {
             if let MediaEvent::RemoteAddr(a) = ev {
                 self.routes.add_addr(*a, key);
             }
         }
+        e.tally.account(&mut self.counters, &evs[first..], out, out_first);
         self.reschedule(now, key);
     }
 
@@ -146,7 +153,9 @@ impl MediaHost {
     /// Drive an engine whose deadline has come.
     pub fn drive(&mut self, now: Instant, key: TransportKey, out: &mut Outbox, evs: &mut Vec<MediaEvent>) {
         let Some(e) = self.engines.get_mut(&key) else { return };
+        let (first, out_first) = (evs.len(), out.len());
         e.media.handle_timeout(now, out, evs);
+        e.tally.account(&mut self.counters, &evs[first..], out, out_first);
         self.reschedule(now, key);
     }
 
@@ -241,6 +250,9 @@ impl MediaHost {
         out: &mut Outbox,
     ) {
         self.with(now, key, |m| m.remove_producer(now, mid, streams, out));
+        if let Some(e) = self.engines.get_mut(&key) {
+            e.tally.stream_removed(mid, None);
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -255,10 +267,16 @@ impl MediaHost {
         out: &mut Outbox,
     ) {
         self.with(now, key, |m| m.add_consumer(now, mid, kind, ssrc, rtx, out));
+        if let Some(e) = self.engines.get_mut(&key) {
+            e.tally.consumer_added(ssrc, rtx);
+        }
     }
 
     pub fn remove_consumer(&mut self, now: Instant, key: TransportKey, mid: &str, ssrc: u32, out: &mut Outbox) {
         self.with(now, key, |m| m.remove_consumer(now, mid, ssrc, out));
+        if let Some(e) = self.engines.get_mut(&key) {
+            e.tally.stream_removed(mid, Some(ssrc));
+        }
     }
 
     pub fn request_keyframe(
@@ -292,8 +310,11 @@ impl MediaHost {
         let Some(e) = self.engines.get_mut(&key) else {
             return false;
         };
+        let len = payload.len() as u64;
         let sent = e.media.write_rtp(now, ssrc, pt, seq, ts, wallclock, marker, ext, payload, out);
         if sent {
+            self.counters[Ctr::RtpPacketsSent] += 1;
+            self.counters[Ctr::RtpPayloadBytesSent] += len;
             self.pending_writes += 1;
             if !e.due {
                 e.due = true;
@@ -326,6 +347,27 @@ impl MediaHost {
 
     pub fn stats(&self, key: TransportKey) -> Option<TransportStats> {
         self.engines.get(&key).map(|e| e.media.stats())
+    }
+
+    /// Count the engines by protocol and state into `g` (walks every engine: for the
+    /// metrics gauges, not the packet path).
+    pub fn count_transports(&self, g: &mut Gauges) {
+        for e in self.engines.values() {
+            let st = e.media.stats();
+            let state = if e.media.is_connected() {
+                TransportState::Connected
+            } else if st.dtls_state == "failed" {
+                TransportState::Failed
+            } else if st.selected_tuple.is_some() {
+                // An authenticated ICE check arrived (str0m's own ICE state says
+                // "checking" from the start, so it cannot tell).
+                TransportState::Connecting
+            } else {
+                TransportState::New
+            };
+            // Every engine speaks UDP until ICE over TCP lands: then take the engine's.
+            g.add_transport(Proto::Udp, state);
+        }
     }
 
     /// Number of engines, and of (ufrag, address) routes.

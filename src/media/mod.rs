@@ -11,6 +11,7 @@ pub mod host;
 pub mod keyframe;
 pub mod rewrite;
 mod rtp_peek;
+mod tally;
 pub mod transport;
 
 use std::net::SocketAddr;

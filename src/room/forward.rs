@@ -9,7 +9,6 @@ use str0m::rtp::RtpPacket;
 use super::{Cx, Room, RoomTimer, KEYFRAME_THROTTLE};
 use crate::config::LogLevel;
 use crate::ids::{ConsumerId, ProducerKey, TransportKey};
-use crate::log::log;
 use crate::media::{keyframe, MediaEvent};
 use crate::ortc::Kind;
 use crate::protocol::request::Profile;
@@ -70,7 +69,7 @@ impl Room {
         let Some(t) = self.transports.get(&tkey) else {
             return;
         };
-        log(LogLevel::Debug, || {
+        cx.out.log(LogLevel::Debug, module_path!(), || {
             format!("room {}: transport {} of peer {} connected (ICE + DTLS)", self.id, t.id, t.peer)
         });
         // Consumers enabled before the transport connected need a keyframe now.
@@ -86,7 +85,7 @@ impl Room {
             return;
         };
         let (peer, id) = (t.peer.clone(), t.id);
-        log(LogLevel::Warn, || format!("room {}: closing transport {id} of peer {peer}: {reason}", self.id));
+        cx.out.log(LogLevel::Warn, module_path!(), || format!("room {}: closing transport {id} of peer {peer}: {reason}", self.id));
         self.host_event(cx, &peer, json!({"event": "transportClosed", "id": id.0, "reason": reason}));
         self.close_transport(cx, tkey, true);
     }

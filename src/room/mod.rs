@@ -22,7 +22,6 @@ use serde_json::{json, Value};
 use crate::config::{Limits, LogLevel};
 use crate::error::{ReqError, ReqResult};
 use crate::ids::{ConsumerId, KeyGen, PeerName, ProducerId, ProducerKey, RoomSlot, TransportId, TransportKey};
-use crate::log::log;
 use crate::media::rewrite::ConsumerForwarding;
 use crate::media::{MediaEvent, MediaHost};
 use crate::ortc::{self, ConsumerParams, Kind, PeerCaps, ProducerMapping, RoomCaps};
@@ -184,6 +183,14 @@ impl Room {
         self.transports.len()
     }
 
+    pub fn producer_count(&self) -> usize {
+        self.producers.len()
+    }
+
+    pub fn consumer_count(&self) -> usize {
+        self.consumers.len()
+    }
+
     pub fn has_peer(&self, name: &str) -> bool {
         self.peer_index.contains_key(name)
     }
@@ -236,7 +243,7 @@ impl Room {
 
     /// A client request: exactly one response is produced, whatever the input.
     pub fn handle_request(&mut self, cx: &mut Cx, peer: &str, request_id: u64, bytes: &[u8]) {
-        log(LogLevel::Debug, || {
+        cx.out.log(LogLevel::Debug, module_path!(), || {
             format!(
                 "room {}: request {request_id} from {peer}: {}",
                 self.id,
@@ -258,7 +265,7 @@ impl Room {
 
     /// A client notification: no response; failures become host events.
     pub fn handle_notification(&mut self, cx: &mut Cx, peer: &str, bytes: &[u8]) {
-        log(LogLevel::Debug, || {
+        cx.out.log(LogLevel::Debug, module_path!(), || {
             format!(
                 "room {}: notification from {peer}: {}",
                 self.id,

@@ -23,8 +23,8 @@ use serde_json::json;
 use crate::config::LogLevel;
 use crate::error::SfuError;
 use crate::ids::{KeyGen, RoomSlot};
-use crate::log::log;
 use crate::media::{MediaEnv, MediaEvent, MediaHost};
+use crate::metrics::{Counters, Ctr, Gauges};
 use crate::ortc::RoomCaps;
 use crate::output::{EventKind, HostMessage, Outbox, Output};
 use crate::protocol;
@@ -68,6 +68,8 @@ pub struct WorkerCore {
     out: Outbox,
     /// Scratch list of media events (kept to reuse its allocation).
     evs: Vec<MediaEvent>,
+    /// The core's own traffic counters (the media layer keeps its own).
+    counters: Counters,
 }
 
 impl WorkerCore {
@@ -81,7 +83,33 @@ impl WorkerCore {
             room_timers: Timers::default(),
             out: Outbox::default(),
             evs: Vec::new(),
+            counters: Counters::default(),
         }
+    }
+
+    /// Records above `level` are not produced (default: `LogLevel::Error`).
+    pub fn set_log_level(&mut self, level: LogLevel) {
+        self.out.set_log_level(level);
+    }
+
+    /// The traffic counters (monotonic), for the worker to publish.
+    pub(crate) fn counters(&self) -> Counters {
+        let mut c = self.counters;
+        c += &self.media.counters;
+        c
+    }
+
+    /// Rooms, peers, producers, consumers and transports by state: walks every room and
+    /// engine, so the worker calls it only when the figures are due (metrics/mod.rs).
+    pub(crate) fn gauges(&self) -> Gauges {
+        let mut g = Gauges { rooms: self.by_id.len() as u64, ..Default::default() };
+        for r in self.rooms.iter().flatten() {
+            g.peers += r.peer_count() as u64;
+            g.producers += r.producer_count() as u64;
+            g.consumers += r.consumer_count() as u64;
+        }
+        self.media.count_transports(&mut g);
+        g
     }
 
     /// The next output, in production order.
@@ -121,7 +149,8 @@ impl WorkerCore {
                     .map(|s| s.to_string())
                     .or_else(|| p.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "panic".into());
-                log(LogLevel::Error, || format!("room panicked: {what}"));
+                let id = self.rooms.get(slot.0 as usize).and_then(Option::as_ref).map(|r| r.id().clone());
+                self.out.log(LogLevel::Error, module_path!(), || format!("room {}: panicked: {what}", id.as_deref().unwrap_or("?")));
                 self.room_failed(slot, &what);
                 None
             }
@@ -215,6 +244,8 @@ impl WorkerCore {
     /// A datagram received on the worker's socket.
     pub fn handle_datagram(&mut self, now: Instant, src: SocketAddr, data: &[u8]) {
         let Some((tk, slot)) = self.media.route(src, data) else {
+            // The worker's socket is UDP; ICE over TCP will pass its protocol here.
+            self.counters[Ctr::UdpDroppedUnknownSource] += 1;
             return;
         };
         let mut evs = std::mem::take(&mut self.evs);
@@ -404,5 +435,66 @@ mod tests {
         c.handle_command(now, Command::Notify { room: "r".into(), peer: "a".into(), bytes: br#"{"method":"leave"}"#.to_vec() });
         assert_eq!((c.counts().engines, c.counts().ufrag_routes, c.counts().addr_routes), (0, 0, 0));
         assert_eq!(c.poll_timeout(now), None, "no timer is left");
+    }
+    #[test]
+    fn log_records_are_outputs_in_order_only_at_or_above_the_level() {
+        use crate::log::LogLevel;
+        let mut c = core();
+        create(&mut c, "r");
+        let join = |c: &mut WorkerCore, id| {
+            c.handle_command(Instant::now(), Command::Request { room: "r".into(), peer: "a".into(), request_id: id, bytes: br#"{"method":"join"}"#.to_vec() });
+            std::iter::from_fn(|| c.poll_output()).collect::<Vec<Output>>()
+        };
+        let out = join(&mut c, 1);
+        assert!(!out.iter().any(|o| matches!(o, Output::Log(_))), "error level: no debug record: {out:?}");
+        c.set_log_level(LogLevel::Debug);
+        let out = join(&mut c, 2);
+        let log = out.iter().position(|o| matches!(o, Output::Log(r) if r.level == LogLevel::Debug
+            && r.target == "sfu::room" && r.message.contains("request 2 from a")));
+        let resp = out.iter().position(|o| matches!(o, Output::Message(m) if m.request_id == 2));
+        assert!(log.is_some() && log < resp, "the request's record comes before its response: {out:?}");
+        c.set_log_level(LogLevel::None);
+        let (slot, _) = c.room_mut("r").unwrap();
+        c.with_room_for_test(slot, |_, _| panic!("boom"));
+        let out: Vec<Output> = std::iter::from_fn(|| c.poll_output()).collect();
+        assert!(!out.iter().any(|o| matches!(o, Output::Log(_))), "none: not even errors");
+    }
+
+    #[test]
+    fn a_panic_is_logged_as_an_error_naming_the_room() {
+        let mut c = core();
+        create(&mut c, "r9");
+        let (slot, _) = c.room_mut("r9").unwrap();
+        c.with_room_for_test(slot, |_, _| panic!("boom"));
+        let out: Vec<Output> = std::iter::from_fn(|| c.poll_output()).collect();
+        assert!(out.iter().any(|o| matches!(o, Output::Log(r) if r.level == crate::log::LogLevel::Error
+            && r.message == "room r9: panicked: boom")), "{out:?}");
+    }
+
+    #[test]
+    fn unrouted_datagrams_are_counted_and_gauges_count_what_the_core_holds() {
+        let mut c = core();
+        create(&mut c, "r");
+        create(&mut c, "s");
+        let now = Instant::now();
+        for p in ["a", "b"] {
+            c.handle_command(now, Command::Request { room: "r".into(), peer: p.into(), request_id: 1, bytes: br#"{"method":"join"}"#.to_vec() });
+        }
+        c.handle_command(
+            now,
+            Command::Request { room: "r".into(), peer: "a".into(), request_id: 2, bytes: br#"{"method":"createTransport","id":7,"direction":"recv"}"#.to_vec() },
+        );
+        messages(&mut c);
+        let src: SocketAddr = "127.0.0.9:5000".parse().unwrap();
+        for d in [&b"garbage"[..], &[0x80u8; 40][..], &[0x00, 0x01, 0x00, 0x00][..]] {
+            c.handle_datagram(now, src, d);
+        }
+        assert_eq!(c.counters()[Ctr::UdpDroppedUnknownSource], 3);
+        let g = c.gauges();
+        assert_eq!((g.rooms, g.peers, g.producers, g.consumers), (2, 2, 0, 0));
+        use crate::metrics::TransportState;
+        use crate::output::Proto;
+        assert_eq!(g.transports(Proto::Udp, TransportState::New), 1, "{g:?}");
+        assert_eq!(g.transports(Proto::Udp, TransportState::Connected), 0);
     }
 }

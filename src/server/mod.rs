@@ -14,7 +14,7 @@ mod notifier;
 mod worker;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{JoinHandle, ThreadId};
 
@@ -23,7 +23,9 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::config::ServerConfig;
 use crate::error::SfuError;
+use crate::log::{LogRecord, LogSink, MAX_QUEUED_RECORDS};
 use crate::media::{cert, AnnouncedCandidate, MediaEnv};
+use crate::metrics::{self, WorkerMetrics};
 use crate::ortc::RoomCaps;
 use crate::output::HostMessage;
 pub use crate::output::EventKind;
@@ -63,6 +65,14 @@ pub(crate) struct Inner {
     /// Set by `close` called from the callback: the notifier delivers nothing more.
     pub(crate) stop_now: AtomicBool,
     notifier_thread: Mutex<Option<ThreadId>>,
+    /// What each worker publishes for `metrics()` (metrics/mod.rs), and the inode of
+    /// its socket (the kernel's drop count, metrics/procfs.rs).
+    worker_metrics: Vec<Arc<WorkerMetrics>>,
+    socket_inodes: Vec<Option<u64>>,
+    /// Log records in the notifier's queue, and those dropped because it held
+    /// `MAX_QUEUED_RECORDS` (log.rs).
+    pub(crate) logs_queued: AtomicUsize,
+    logs_dropped: AtomicU64,
 }
 
 /// An SFU server: worker threads, sockets, rooms.
@@ -79,7 +89,6 @@ impl Server {
     /// Start a server. `config_json`: `None` for defaults (see [`ServerConfig`]).
     pub fn new(config_json: Option<&str>, sink: EventSink) -> Result<Server, SfuError> {
         let cfg = ServerConfig::from_json(config_json)?;
-        crate::log::set_level(cfg.log_level);
         let cert = match (&cfg.dtls_certificate_file, &cfg.dtls_private_key_file) {
             (Some(c), Some(k)) => cert::load(c, k)?,
             _ => cert::generate()?,
@@ -101,6 +110,9 @@ impl Server {
         let mut workers = Vec::new();
         let mut starts = Vec::new();
         let mut ports = Vec::new();
+        let mut worker_metrics = Vec::new();
+        let socket_inodes: Vec<Option<u64>> =
+            sockets.iter().map(|s| metrics::procfs::socket_inode(std::os::fd::AsRawFd::as_raw_fd(s))).collect();
         for (i, sock) in sockets.into_iter().enumerate() {
             let port = sock
                 .local_addr()
@@ -119,7 +131,10 @@ impl Server {
                 transport_timeout: std::time::Duration::from_secs_f64(cfg.transport_timeout_secs),
             });
             let settings = RoomSettings { limits: cfg.limits, max_message_size: cfg.max_message_size };
-            let core = WorkerCore::new(i, env, settings);
+            let mut core = WorkerCore::new(i, env, settings);
+            core.set_log_level(cfg.log_level);
+            let wm = Arc::new(WorkerMetrics::default());
+            worker_metrics.push(wm.clone());
             let (tx, rx) = unbounded::<WorkerMsg>();
             let waker = Arc::new(
                 crate::net::socket::Waker::new().map_err(|e| SfuError::Io(e.to_string()))?,
@@ -128,7 +143,7 @@ impl Server {
                 tx,
                 waker: waker.clone(),
             });
-            starts.push((i, sock, core, rx, waker));
+            starts.push((i, sock, core, rx, waker, wm));
         }
         let inner = Arc::new(Inner {
             cfg,
@@ -140,13 +155,17 @@ impl Server {
             pending: Mutex::new(HashMap::new()),
             stop_now: AtomicBool::new(false),
             notifier_thread: Mutex::new(None),
+            worker_metrics,
+            socket_inodes,
+            logs_queued: AtomicUsize::new(0),
+            logs_dropped: AtomicU64::new(0),
         });
         let mut threads = Vec::new();
-        for (i, sock, core, rx, waker) in starts {
+        for (i, sock, core, rx, waker, wm) in starts {
             let inner2 = inner.clone();
             let h = std::thread::Builder::new()
                 .name(format!("sfu-worker-{i}"))
-                .spawn(move || worker::run(sock, core, rx, waker, inner2))
+                .spawn(move || worker::run(sock, core, rx, waker, inner2, wm))
                 .map_err(|e| SfuError::Io(format!("spawning a worker: {e}")))?;
             threads.push(h);
         }
@@ -361,6 +380,45 @@ impl Server {
     pub fn is_closed(&self) -> bool {
         self.inner.closed.load(Ordering::Acquire)
     }
+
+    /// The server's metrics in the Prometheus text exposition format (README,
+    /// "Metrics"). Reads what the workers published; never waits for a worker.
+    pub fn metrics(&self) -> Result<String, SfuError> {
+        self.check_open()?;
+        let workers: Vec<_> = self.inner.worker_metrics.iter().map(|m| m.snapshot()).collect();
+        let inodes: Option<Vec<u64>> = self.inner.socket_inodes.iter().copied().collect();
+        let srv = metrics::render::ServerFigures {
+            version: crate::VERSION,
+            log_records_dropped: self.inner.logs_dropped.load(Ordering::Relaxed),
+            notifier_queue: self.inner.notify_tx.len() as u64,
+            socket_drops: inodes.and_then(|i| metrics::procfs::udp_drops(&i)),
+        };
+        Ok(metrics::render::render(&workers, &srv))
+    }
+
+    /// Where this server's log records go from now on: `sink`, or stderr with `None`.
+    /// The sink runs on the notifier thread (see [`LogSink`]); records produced before
+    /// this call went to the previous destination. The previous sink is dropped on the
+    /// notifier thread after its last record. On error `sink` is dropped.
+    pub fn set_log_sink(&self, sink: Option<LogSink>) -> Result<(), SfuError> {
+        self.try_set_log_sink(sink).map_err(|(e, _)| e)
+    }
+
+    /// `set_log_sink`, giving the sink back on failure (the C API must not run its
+    /// finalizer then).
+    pub(crate) fn try_set_log_sink(&self, sink: Option<LogSink>) -> Result<(), (SfuError, Option<LogSink>)> {
+        let _gate = self.inner.gate.read();
+        if let Err(e) = self.check_open() {
+            return Err((e, sink));
+        }
+        match self.inner.notify_tx.send(NotifierMsg::SetLogSink(sink)) {
+            Ok(()) => Ok(()),
+            Err(crossbeam_channel::SendError(m)) => match m {
+                NotifierMsg::SetLogSink(s) => Err((SfuError::ServerClosed, s)),
+                _ => Err((SfuError::ServerClosed, None)),
+            },
+        }
+    }
 }
 
 impl Drop for Server {
@@ -390,6 +448,19 @@ impl Inner {
             if *n == 0 {
                 pending.remove(&key);
             }
+        }
+    }
+
+    /// Queue a log record for the notifier, unless `MAX_QUEUED_RECORDS` are waiting:
+    /// then it is dropped and counted. Never blocks.
+    pub(crate) fn log_record(&self, r: LogRecord) {
+        if self.logs_queued.fetch_add(1, Ordering::Relaxed) >= MAX_QUEUED_RECORDS {
+            self.logs_queued.fetch_sub(1, Ordering::Relaxed);
+            self.logs_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if self.notify_tx.send(NotifierMsg::Log(r)).is_err() {
+            self.logs_queued.fetch_sub(1, Ordering::Relaxed);
         }
     }
 

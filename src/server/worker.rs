@@ -14,7 +14,8 @@ use super::core::{Command, CommandResult, WorkerCore};
 use super::notifier::NotifierMsg;
 use super::Inner;
 use crate::error::SfuError;
-use crate::output::{EventKind, HostMessage, Output};
+use crate::metrics::{LoopMeter, WorkerMetrics};
+use crate::output::{EventKind, HostMessage, Output, Proto};
 use crate::net::socket::{self, SendBatch, Waker};
 use crate::protocol;
 
@@ -45,8 +46,16 @@ const BATCH: usize = 32;
 /// latency within a batch).
 const MAX_QUEUED_OUTPUTS: usize = 256;
 
-pub(crate) fn run(sock: UdpSocket, mut core: WorkerCore, rx: Receiver<WorkerMsg>, waker: Arc<Waker>, inner: Arc<Inner>) {
-    let mut io = Io { sock, batch: SendBatch::default(), inner };
+pub(crate) fn run(
+    sock: UdpSocket,
+    mut core: WorkerCore,
+    rx: Receiver<WorkerMsg>,
+    waker: Arc<Waker>,
+    inner: Arc<Inner>,
+    metrics: Arc<WorkerMetrics>,
+) {
+    let meter = LoopMeter::new(metrics, Instant::now());
+    let mut io = Io { sock, batch: SendBatch::default(), inner, meter };
     let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; MAX_DATAGRAM]).collect();
     let mut lens = [0usize; BATCH];
     let mut addrs = [None; BATCH];
@@ -65,6 +74,7 @@ pub(crate) fn run(sock: UdpSocket, mut core: WorkerCore, rx: Receiver<WorkerMsg>
                         io.inner.request_done(room, peer);
                     }
                     let r = core.handle_command(Instant::now(), cmd);
+                    io.meter.command();
                     // Deliver what the command produced before its caller returns.
                     io.deliver(&mut core);
                     if let Some(reply) = reply {
@@ -84,6 +94,7 @@ pub(crate) fn run(sock: UdpSocket, mut core: WorkerCore, rx: Receiver<WorkerMsg>
                 break;
             }
             let now = Instant::now();
+            io.meter.received(Proto::Udp, n, lens[..n].iter().sum());
             for i in 0..n {
                 if let Some(src) = addrs[i] {
                     core.handle_datagram(now, src, &bufs[i][..lens[i]]);
@@ -97,12 +108,14 @@ pub(crate) fn run(sock: UdpSocket, mut core: WorkerCore, rx: Receiver<WorkerMsg>
                 core.handle_timeout(now);
             }
             io.deliver(&mut core);
+            io.meter.batch_done(now);
         }
         // 3. Deadlines.
         let now = Instant::now();
         if core.poll_timeout(now).is_some_and(|t| t <= now) {
             core.handle_timeout(now);
             io.deliver(&mut core);
+            io.meter.timers();
         }
         let now = Instant::now();
         let wait = core
@@ -110,8 +123,12 @@ pub(crate) fn run(sock: UdpSocket, mut core: WorkerCore, rx: Receiver<WorkerMsg>
             .map(|t| t.saturating_duration_since(now))
             .unwrap_or(Duration::from_secs(1))
             .min(Duration::from_secs(1));
+        // Metrics: publish what this iteration counted, before waiting.
+        io.meter.publish(now, &core.counters(), || core.gauges());
+        let wait = io.meter.cap_wait(now, wait);
         if !wait.is_zero() {
             socket::wait(io.sock.as_raw_fd(), waker.raw(), Some(wait));
+            io.meter.woke(Instant::now());
         }
     }
 }
@@ -120,6 +137,7 @@ struct Io {
     sock: UdpSocket,
     batch: SendBatch,
     inner: Arc<Inner>,
+    meter: LoopMeter,
 }
 
 impl Io {
@@ -127,11 +145,15 @@ impl Io {
     fn deliver(&mut self, core: &mut WorkerCore) {
         while let Some(o) = core.poll_output() {
             match o {
-                Output::Transmit(t) => self.batch.push(&self.sock, t.remote, &t.data),
+                Output::Transmit(t) => {
+                    self.meter.sent(t.proto, t.data.len());
+                    self.batch.push(&self.sock, t.remote, &t.data)
+                }
                 Output::Message(m) => {
                     let _ = self.inner.notify_tx.send(NotifierMsg::Message(m));
                 }
                 Output::RoomFailed(id) => self.inner.forget_room(&id),
+                Output::Log(r) => self.inner.log_record(r),
             }
         }
         if !self.batch.is_empty() {

@@ -147,6 +147,7 @@ impl CoreSim {
                     }
                 }
                 Output::RoomFailed(id) => panic!("room {id} failed (a panic inside the library)"),
+                Output::Log(_) => {}
             }
         }
         responses
