@@ -77,6 +77,18 @@ typedef enum {
   SFU_EVENT_KIND_HOST = 2,
 } sfu_event_kind;
 
+// Severity of a log record. A server produces the records at or above its
+// configured `logLevel` ("error" by default; "none" produces none).
+typedef enum {
+  // Something failed inside the library (e.g. a room panicked and was closed).
+  SFU_LOG_LEVEL_ERROR = 1,
+  // Something went wrong with a client (e.g. a transport closed after silence).
+  SFU_LOG_LEVEL_WARN = 2,
+  // What the library does, step by step (every request and notification received,
+  // transports connecting). Never produced per media packet.
+  SFU_LOG_LEVEL_DEBUG = 3,
+} sfu_log_level;
+
 // An SFU server (opaque). Created by `sfu_server_new`, released by `sfu_server_free`.
 typedef struct sfu_server sfu_server;
 
@@ -106,6 +118,26 @@ typedef void (*sfu_event_fn)(void *userdata,
 
 // Finalizer for `userdata`, run exactly once after the last callback.
 typedef void (*sfu_userdata_free_fn)(void *userdata);
+
+// The host's log callback (`sfu_server_set_log_callback`).
+//
+// * `userdata`: the pointer given with the callback.
+// * `target`: the part of the library that logged, a module path such as
+//   "sfu::room"; `message`: one line of text, no trailing newline. Both
+//   NUL-terminated UTF-8, borrowed: valid only until the callback returns.
+//
+// Threading: called on the server's notifier thread, the one that runs its
+// `sfu_event_fn`, never concurrently with that callback or with itself. Log records
+// go through the same queue as events, so they arrive in production order relative
+// to the events of the same worker (a request's debug record before its response).
+// A worker never waits for logging: when 1024 records are already queued, further
+// ones are dropped and counted (`sfu_log_records_dropped_total` in
+// `sfu_server_metrics`). It may call the same functions as `sfu_event_fn` (not
+// `sfu_server_free` on its own server). It must not unwind across the library.
+typedef void (*sfu_log_fn)(void *userdata,
+                           sfu_log_level level,
+                           const char *target,
+                           const char *message);
 
 #ifdef __cplusplus
 extern "C" {
@@ -199,6 +231,57 @@ sfu_result sfu_server_notify(sfu_server *server,
                              const char *room_id,
                              const char *peer_name,
                              const char *notification_json);
+
+// Send this server's log records to `log_fn` instead of stderr (each server has its
+// own destination and its own `logLevel`).
+//
+// * `log_fn`: the callback, or NULL to write records to stderr again (the default:
+//   one line per record, `sfu [<level>] <target>: <message>`).
+// * `userdata` is passed to `log_fn`; `userdata_free` (may be NULL) runs exactly
+//   once, on the notifier thread, when this callback is replaced by a later call or
+//   when the server is freed — after the callback's last record either way. With
+//   `log_fn` NULL it runs too, right after the change (in queue order).
+//
+// Ordering: the change travels through the notifier's queue. Records produced before
+// this call returned but still queued go to the previous destination; every record
+// produced after it returned goes to the new one. During `sfu_server_free`, the
+// records of the shutdown are delivered, then the log callback's `userdata_free` runs
+// (before the event callback's); after `sfu_server_free` returns no log callback
+// runs. (If the server is freed from inside a callback, records still queued are
+// discarded, not delivered.)
+//
+// Ownership: on success the library holds `userdata` until `userdata_free`; on
+// failure `userdata_free` is not called and `userdata` stays the caller's.
+// Threading: any thread, including the callbacks.
+// Errors: NULL_ARGUMENT (`server`), SERVER_CLOSED.
+sfu_result sfu_server_set_log_callback(sfu_server *server,
+                                       sfu_log_fn log_fn,
+                                       void *userdata,
+                                       sfu_userdata_free_fn userdata_free);
+
+// The server's metrics, in the Prometheus text exposition format (version 0.0.4):
+// rooms, peers, transports by protocol and state, producers, consumers, datagrams
+// and bytes in and out, RTP packets, NACKs, PLIs, FIRs, retransmissions, datagrams
+// dropped by reason, each worker's busy time and batch latency histogram (the README
+// lists every name). Serve it as `text/plain; version=0.0.4`.
+//
+// Figures are what the workers last published: counters at the end of each worker
+// loop iteration, gauges after each command and otherwise within about 100 ms. The
+// call never waits for a worker. Counters only grow for the life of the server.
+//
+// * `out`: receives a NUL-terminated UTF-8 string on success.
+// * `out_len`: may be NULL; else receives its length in bytes, without the NUL.
+//
+// Ownership: the caller owns `*out` and must release it with `sfu_string_free`
+// (not `free`). Threading: any thread, including the callbacks.
+// Errors: NULL_ARGUMENT (`server`, `out`), SERVER_CLOSED.
+sfu_result sfu_server_metrics(sfu_server *server, char **out, size_t *out_len);
+
+// Release a string the library returned (`sfu_server_metrics`). NULL is a no-op.
+//
+// Ownership: `s` must come from this library and not have been freed yet; anything
+// else is undefined behaviour. Threading: any thread. Errors: none.
+void sfu_string_free(char *s);
 
 // Stop and release a server. Blocks until every library thread has stopped: queued
 // requests are answered ("server closed"), rooms send `closed` to their peers, the

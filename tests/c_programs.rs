@@ -61,6 +61,17 @@ fn c_concurrency_and_free_under_traffic_under_sanitizers() {
     assert_passed_line(&out, 2);
 }
 
+/// tests/c/observability.c: the log callback (thread, order with events, per-server
+/// level, replacement and finalizers, refusals) and sfu_server_metrics /
+/// sfu_string_free (ownership, NULL arguments, from inside the callback).
+#[test]
+fn c_log_callback_and_metrics_under_sanitizers() {
+    let exe = build("gcc", "c11", &["tests/c/observability.c"], "observability");
+    assert_instrumented(&exe);
+    let out = run(&exe);
+    assert_passed_line(&out, 6);
+}
+
 #[test]
 fn header_compiles_as_c_and_survives_double_inclusion() {
     // Every C standard the header claims (C99 and later), pedantic.

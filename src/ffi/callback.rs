@@ -90,3 +90,59 @@ impl Drop for ForeignSink {
         }
     }
 }
+
+type RawLogCallback = unsafe extern "C" fn(*mut c_void, super::sfu_log_level, *const std::ffi::c_char, *const std::ffi::c_char);
+
+/// A log callback + userdata + finalizer. The finalizer runs exactly once, when the
+/// sink is dropped (on the notifier thread, after its last record), unless it was
+/// disarmed because the sink never reached the server.
+pub(crate) struct ForeignLogSink {
+    cb: Option<RawLogCallback>,
+    userdata: *mut c_void,
+    free: sfu_userdata_free_fn,
+    armed: Arc<AtomicBool>,
+}
+
+// SAFETY: as for `ForeignSink`: the host promises its log callback and userdata may be
+// used from the notifier thread; only that thread uses them, one call at a time.
+unsafe impl Send for ForeignLogSink {}
+
+impl ForeignLogSink {
+    /// Armed from the start: the caller disarms it if the server refuses it.
+    pub fn new(cb: Option<RawLogCallback>, userdata: *mut c_void, free: sfu_userdata_free_fn) -> (Self, Arc<AtomicBool>) {
+        let armed = Arc::new(AtomicBool::new(true));
+        (ForeignLogSink { cb, userdata, free, armed: armed.clone() }, armed)
+    }
+
+    pub fn into_log_sink(self) -> crate::log::LogSink {
+        Box::new(move |r: &crate::log::LogRecord| self.deliver(r))
+    }
+
+    fn deliver(&self, r: &crate::log::LogRecord) {
+        let Some(cb) = self.cb else {
+            crate::log::to_stderr(r);
+            return;
+        };
+        let level = match r.level {
+            crate::log::LogLevel::Debug => super::sfu_log_level::Debug,
+            crate::log::LogLevel::Warn => super::sfu_log_level::Warn,
+            _ => super::sfu_log_level::Error,
+        };
+        let c = |s: &str| CString::new(s).unwrap_or_else(|_| CString::new(s.replace('\0', "")).unwrap_or_default());
+        let (target, message) = (c(r.target), c(&r.message));
+        // SAFETY: the host's callback, called with valid NUL-terminated strings that
+        // outlive the call.
+        unsafe { cb(self.userdata, level, target.as_ptr(), message.as_ptr()) };
+    }
+}
+
+impl Drop for ForeignLogSink {
+    fn drop(&mut self) {
+        if self.armed.load(Ordering::Acquire) {
+            if let Some(f) = self.free.take() {
+                // SAFETY: the host's finalizer for its own userdata, called once.
+                unsafe { f(self.userdata) };
+            }
+        }
+    }
+}

@@ -15,7 +15,7 @@ use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 
 use crate::server::Server;
-use callback::ForeignSink;
+use callback::{ForeignLogSink, ForeignSink};
 use guard::{cstr_arg, opt_cstr_arg, run, set_last_error, LAST_ERROR};
 
 /// Result of a call. Protocol-level failures (unknown room in a request, bad JSON
@@ -93,6 +93,39 @@ pub type sfu_event_fn = Option<
 
 /// Finalizer for `userdata`, run exactly once after the last callback.
 pub type sfu_userdata_free_fn = Option<unsafe extern "C" fn(userdata: *mut c_void)>;
+
+/// Severity of a log record. A server produces the records at or above its
+/// configured `logLevel` ("error" by default; "none" produces none).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum sfu_log_level {
+    /// Something failed inside the library (e.g. a room panicked and was closed).
+    Error = 1,
+    /// Something went wrong with a client (e.g. a transport closed after silence).
+    Warn = 2,
+    /// What the library does, step by step (every request and notification received,
+    /// transports connecting). Never produced per media packet.
+    Debug = 3,
+}
+
+/// The host's log callback (`sfu_server_set_log_callback`).
+///
+/// * `userdata`: the pointer given with the callback.
+/// * `target`: the part of the library that logged, a module path such as
+///   "sfu::room"; `message`: one line of text, no trailing newline. Both
+///   NUL-terminated UTF-8, borrowed: valid only until the callback returns.
+///
+/// Threading: called on the server's notifier thread, the one that runs its
+/// `sfu_event_fn`, never concurrently with that callback or with itself. Log records
+/// go through the same queue as events, so they arrive in production order relative
+/// to the events of the same worker (a request's debug record before its response).
+/// A worker never waits for logging: when 1024 records are already queued, further
+/// ones are dropped and counted (`sfu_log_records_dropped_total` in
+/// `sfu_server_metrics`). It may call the same functions as `sfu_event_fn` (not
+/// `sfu_server_free` on its own server). It must not unwind across the library.
+pub type sfu_log_fn = Option<
+    unsafe extern "C" fn(userdata: *mut c_void, level: sfu_log_level, target: *const c_char, message: *const c_char),
+>;
 
 /// An SFU server (opaque). Created by `sfu_server_new`, released by `sfu_server_free`.
 pub struct sfu_server {
@@ -270,6 +303,122 @@ pub unsafe extern "C" fn sfu_server_notify(
         let json = guard::bytes_arg(notification_json, "notification_json")?;
         s.notify(room, peer, json).map_err(guard::map_err)
     })
+}
+
+/// Send this server's log records to `log_fn` instead of stderr (each server has its
+/// own destination and its own `logLevel`).
+///
+/// * `log_fn`: the callback, or NULL to write records to stderr again (the default:
+///   one line per record, `sfu [<level>] <target>: <message>`).
+/// * `userdata` is passed to `log_fn`; `userdata_free` (may be NULL) runs exactly
+///   once, on the notifier thread, when this callback is replaced by a later call or
+///   when the server is freed — after the callback's last record either way. With
+///   `log_fn` NULL it runs too, right after the change (in queue order).
+///
+/// Ordering: the change travels through the notifier's queue. Records produced before
+/// this call returned but still queued go to the previous destination; every record
+/// produced after it returned goes to the new one. During `sfu_server_free`, the
+/// records of the shutdown are delivered, then the log callback's `userdata_free` runs
+/// (before the event callback's); after `sfu_server_free` returns no log callback
+/// runs. (If the server is freed from inside a callback, records still queued are
+/// discarded, not delivered.)
+///
+/// Ownership: on success the library holds `userdata` until `userdata_free`; on
+/// failure `userdata_free` is not called and `userdata` stays the caller's.
+/// Threading: any thread, including the callbacks.
+/// Errors: NULL_ARGUMENT (`server`), SERVER_CLOSED.
+#[no_mangle]
+pub unsafe extern "C" fn sfu_server_set_log_callback(
+    server: *mut sfu_server,
+    log_fn: sfu_log_fn,
+    userdata: *mut c_void,
+    userdata_free: sfu_userdata_free_fn,
+) -> sfu_result {
+    run(|| {
+        let s = guard::lookup(server)?;
+        let sink = if log_fn.is_none() && userdata_free.is_none() {
+            None
+        } else {
+            let (sink, armed) = ForeignLogSink::new(log_fn, userdata, userdata_free);
+            Some((sink.into_log_sink(), armed))
+        };
+        let (sink, armed) = match sink {
+            Some((s, a)) => (Some(s), Some(a)),
+            None => (None, None),
+        };
+        match s.try_set_log_sink(sink) {
+            Ok(()) => {
+                if log_fn.is_none() && userdata_free.is_some() {
+                    // Only a finalizer: replace it right away, so it runs now (in
+                    // queue order) rather than at the next change. (Should the server
+                    // close in between, it runs at the end of the notifier instead.)
+                    let _ = s.set_log_sink(None);
+                }
+                Ok(())
+            }
+            Err((e, back)) => {
+                // Never reached the server: the userdata stays the caller's.
+                if let Some(a) = armed {
+                    a.store(false, std::sync::atomic::Ordering::Release);
+                }
+                drop(back);
+                Err(guard::map_err(e))
+            }
+        }
+    })
+}
+
+/// The server's metrics, in the Prometheus text exposition format (version 0.0.4):
+/// rooms, peers, transports by protocol and state, producers, consumers, datagrams
+/// and bytes in and out, RTP packets, NACKs, PLIs, FIRs, retransmissions, datagrams
+/// dropped by reason, each worker's busy time and batch latency histogram (the README
+/// lists every name). Serve it as `text/plain; version=0.0.4`.
+///
+/// Figures are what the workers last published: counters at the end of each worker
+/// loop iteration, gauges after each command and otherwise within about 100 ms. The
+/// call never waits for a worker. Counters only grow for the life of the server.
+///
+/// * `out`: receives a NUL-terminated UTF-8 string on success.
+/// * `out_len`: may be NULL; else receives its length in bytes, without the NUL.
+///
+/// Ownership: the caller owns `*out` and must release it with `sfu_string_free`
+/// (not `free`). Threading: any thread, including the callbacks.
+/// Errors: NULL_ARGUMENT (`server`, `out`), SERVER_CLOSED.
+#[no_mangle]
+pub unsafe extern "C" fn sfu_server_metrics(server: *mut sfu_server, out: *mut *mut c_char, out_len: *mut usize) -> sfu_result {
+    run(|| {
+        let s = guard::lookup(server)?;
+        if out.is_null() {
+            return Err((sfu_result::NullArgument, "`out` is NULL".into()));
+        }
+        let text = s.metrics().map_err(guard::map_err)?;
+        let c = std::ffi::CString::new(text).map_err(|_| (sfu_result::Internal, "metrics text contains NUL".to_string()))?;
+        let len = c.as_bytes().len();
+        // SAFETY: `out` is non-NULL (checked) and `out_len` NULL or writable, per the contract.
+        unsafe {
+            *out = c.into_raw();
+            if !out_len.is_null() {
+                *out_len = len;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Release a string the library returned (`sfu_server_metrics`). NULL is a no-op.
+///
+/// Ownership: `s` must come from this library and not have been freed yet; anything
+/// else is undefined behaviour. Threading: any thread. Errors: none.
+#[no_mangle]
+pub unsafe extern "C" fn sfu_string_free(s: *mut c_char) {
+    if s.is_null() {
+        return;
+    }
+    let _ = run(|| {
+        // SAFETY: per the contract, `s` came from `CString::into_raw` in this library.
+        drop(unsafe { std::ffi::CString::from_raw(s) });
+        Ok(())
+    });
 }
 
 /// Stop and release a server. Blocks until every library thread has stopped: queued
