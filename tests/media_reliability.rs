@@ -1034,3 +1034,71 @@ fn nack_for_a_consumer_without_rtx_is_harmless() {
     assert!(fx.h.host_events().iter().all(|e| e.json["event"] != "roomClosed"), "the room did not fail");
     assert!(fx.s.t.is_connected() && fx.rx("bob").t.is_connected());
 }
+
+/// 14. The server's metrics count the media: every RTP packet in and out (payload
+/// bytes exact), the retransmission of a packet lost towards bob, NACKs both ways,
+/// PLIs both ways, and the transports, producers and consumers.
+#[test]
+fn metrics_count_media_loss_repair_and_keyframe_requests() {
+    use sfu_testkit::prom::Metrics;
+    let mut fx = setup(&["bob"]);
+    let m = |fx: &Fx| Metrics::parse(&fx.h.server.metrics().expect("metrics"));
+    // Gauges changed by media (a transport connecting) are published within ~100 ms.
+    let connected = |m: &Metrics| m.value("sfu_transports", &[("protocol", "udp"), ("state", "connected")]);
+    let mut m0 = m(&fx);
+    assert!(fx.wait(Duration::from_secs(2), |fx| {
+        m0 = m(fx);
+        connected(&m0) == 2.0
+    }), "{:?}", m0.series("sfu_transports"));
+    assert_eq!((m0.value("sfu_producers", &[]), m0.value("sfu_consumers", &[]), m0.value("sfu_peers", &[])), (2.0, 2.0, 2.0));
+    let base = |name: &str, t: &str| if t.is_empty() { m0.value(name, &[]) } else { m0.value(name, &[("type", t)]) };
+    let rtp_in0 = base("sfu_rtp_packets_received_total", "");
+    let rtp_out0 = base("sfu_rtp_packets_sent_total", "");
+    let bytes_in0 = base("sfu_rtp_payload_bytes_received_total", "");
+    let bytes_out0 = base("sfu_rtp_payload_bytes_sent_total", "");
+
+    // Loss on the consumer leg (bob NACKs, the SFU resends on RTX) and on the producer
+    // leg (the SFU NACKs alice); then a PLI from bob (relayed to alice as a PLI).
+    fx.send(10);
+    assert!(fx.wait_all_have(VIDEO_PID, 10, Duration::from_secs(5)));
+    let c = fx.rx("bob").cons(VIDEO_PID).clone();
+    let last = fx.rx("bob").got(VIDEO_PID).last().unwrap().seq;
+    fx.rx_mut("bob").t.drop_next_rtp_with_seq(c.ssrc, last.wrapping_add(10));
+    fx.s.t.drop_next_outgoing_rtp_with_seq(V_SSRC, 30);
+    fx.send(30);
+    assert!(fx.wait(Duration::from_secs(5), |fx| fx.rx("bob").distinct_seqs(VIDEO_PID).len() == 40), "both losses repaired");
+    fx.stream_for(Duration::from_millis(1200)); // past str0m's next statistics
+    fx.rx_mut("bob").t.request_keyframe(c.ssrc);
+    let sent = fx.next - 1; // indices 1..=sent of each producer
+    let mut last = m0.clone();
+    let ok = fx.wait(Duration::from_secs(6), |fx| {
+        last = m(fx);
+        let fb = |name: &str, t: &str| last.value(name, &[("type", t)]) - m0.value(name, &[("type", t)]);
+        last.value("sfu_rtp_retransmissions_total", &[]) - m0.value("sfu_rtp_retransmissions_total", &[]) >= 1.0
+            && fb("sfu_rtcp_feedback_received_total", "nack") >= 1.0
+            && fb("sfu_rtcp_feedback_sent_total", "nack") >= 1.0
+            && fb("sfu_rtcp_feedback_received_total", "pli") >= 1.0
+            && fb("sfu_rtcp_feedback_sent_total", "pli") >= 1.0
+            && last.value("sfu_rtp_packets_sent_total", &[]) - rtp_out0 >= 2.0 * sent as f64
+    });
+    let show = |m: &Metrics| {
+        ["sfu_rtp_retransmissions_total", "sfu_rtcp_feedback_received_total", "sfu_rtcp_feedback_sent_total", "sfu_rtp_packets_sent_total"]
+            .map(|n| format!("{n}: {:?}", m.series(n)))
+            .join("\n")
+    };
+    assert!(ok, "counters after {sent} packets per producer:\n{}", show(&last));
+    // Packets after the stream stopped: everything alice sent arrived once (the lost
+    // one through her RTX, unwrapped) and was forwarded once to bob.
+    fx.pump(Duration::from_millis(300));
+    let last = m(&fx);
+    let payload_bytes: u64 = (1..=sent).map(|i| (media_payload("audio", 1, i).len() + media_payload("video", 2, i).len()) as u64).sum();
+    assert_eq!(last.value("sfu_rtp_packets_received_total", &[]) - rtp_in0, 2.0 * sent as f64, "{}", show(&last));
+    assert_eq!(last.value("sfu_rtp_packets_sent_total", &[]) - rtp_out0, 2.0 * sent as f64);
+    assert_eq!(last.value("sfu_rtp_payload_bytes_received_total", &[]) - bytes_in0, payload_bytes as f64);
+    assert_eq!(last.value("sfu_rtp_payload_bytes_sent_total", &[]) - bytes_out0, payload_bytes as f64);
+    let rtx = last.value("sfu_rtp_retransmissions_total", &[]) - m0.value("sfu_rtp_retransmissions_total", &[]);
+    assert!((1.0..=3.0).contains(&rtx), "one packet lost towards bob, resent once or a few times: {rtx}");
+    let dgrams = last.value("sfu_datagrams_sent_total", &[("protocol", "udp")]) - m0.value("sfu_datagrams_sent_total", &[("protocol", "udp")]);
+    assert!(dgrams >= 2.0 * sent as f64 + rtx, "every forwarded packet and resend left as a datagram: {dgrams}");
+    assert_eq!(last.value("sfu_datagrams_dropped_total", &[("protocol", "udp"), ("reason", "unknown_source")]), 0.0);
+}

@@ -8,7 +8,8 @@
 //! * [`cbuild`]: building and running the C programs under sanitizers;
 //! * [`netem`]: a userspace network impairment proxy (UDP and TCP relay with loss,
 //!   delay, jitter, reordering, duplication and a rate limit per direction), in-process
-//!   or as the `sfu-netem` command for the browser tests.
+//!   or as the `sfu-netem` command for the browser tests;
+//! * [`prom`]: a strict reader of the Prometheus text `Server::metrics` returns.
 
 #![deny(unsafe_code)]
 
@@ -18,4 +19,5 @@ pub mod fuzz;
 pub mod harness;
 pub mod netem;
 pub mod peer;
+pub mod prom;
 pub mod sim;
