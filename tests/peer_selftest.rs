@@ -801,7 +801,11 @@ fn parsing_and_dtls_parameters() {
     }
     let mut b = good.clone();
     b["iceCandidates"][0]["protocol"] = json!("tcp");
-    assert!(TransportParams::from_json(&b).is_err(), "tcp-only accepted");
+    let tcp_only = TransportParams::from_json(&b).expect("a TCP candidate is usable (ICE-TCP mode)");
+    assert!(tcp_only.candidates.is_empty() && tcp_only.tcp_candidates.len() == 1);
+    let mut b = good.clone();
+    b["iceCandidates"][0]["protocol"] = json!("sctp");
+    assert!(TransportParams::from_json(&b).is_err(), "no usable candidate accepted");
     let mut b = good.clone();
     b["dtlsParameters"]["fingerprints"][0]["value"] = json!("XY:ZZ");
     assert!(TransportParams::from_json(&b).is_err(), "bad hex accepted");

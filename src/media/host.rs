@@ -21,7 +21,7 @@ use crate::ids::{RoomSlot, TransportKey};
 use crate::net::routes::Routes;
 use crate::net::stun;
 use crate::ortc::{Kind, ProducerMapping, RoomCaps};
-use crate::output::Outbox;
+use crate::output::{Outbox, Proto};
 use crate::protocol::request::Direction;
 use crate::timers::Timers;
 
@@ -92,22 +92,24 @@ impl MediaHost {
 
     /// Which engine a datagram is for: a STUN binding request by the local ufrag it
     /// names (and only if it verifies), anything else by its validated source address.
-    pub fn route(&self, src: SocketAddr, data: &[u8]) -> Option<(TransportKey, RoomSlot)> {
+    pub fn route(&self, proto: Proto, src: SocketAddr, data: &[u8]) -> Option<(TransportKey, RoomSlot)> {
         if stun::looks_like_stun(data) {
             if let Some(k) = stun::with_binding_request_local_ufrag(data, |u| self.routes.by_ufrag(u)) {
                 let e = self.engines.get(&k)?;
                 return stun::verify(data, e.media.ice_password()).then_some((k, e.owner));
             }
         }
-        let k = self.routes.by_addr(&src)?;
+        let k = self.routes.by_addr(&(proto, src))?;
         Some((k, self.engines.get(&k)?.owner))
     }
 
-    /// Feed an engine a datagram; its events are appended to `evs`.
+    /// Feed an engine a packet; its events are appended to `evs`.
+    #[allow(clippy::too_many_arguments)]
     pub fn receive(
         &mut self,
         now: Instant,
         key: TransportKey,
+        proto: Proto,
         src: SocketAddr,
         data: &[u8],
         out: &mut Outbox,
@@ -115,10 +117,10 @@ impl MediaHost {
     ) {
         let Some(e) = self.engines.get_mut(&key) else { return };
         let first = evs.len();
-        e.media.receive(now, src, data, out, evs);
+        e.media.receive(now, proto, src, data, out, evs);
         for ev in &evs[first..] {
-            if let MediaEvent::RemoteAddr(a) = ev {
-                self.routes.add_addr(*a, key);
+            if let MediaEvent::RemoteAddr(p, a) = ev {
+                self.routes.add_addr((*p, *a), key);
             }
         }
         self.reschedule(now, key);

@@ -162,7 +162,6 @@ pub struct CreateTransport {
     /// from the seed shape (see docs/PROTOCOL.md).
     pub dtls_and_direction: Field<(Option<DtlsParameters>, Direction)>,
     /// mediasoup v2 transport options (`udp`, `tcp`, `preferUdp`, `preferTcp`).
-    #[allow(dead_code)] // read once transports offer TCP candidates
     pub options: Field<TransportOptions>,
 }
 

@@ -62,7 +62,7 @@ impl Room {
             }
             MediaEvent::RtxLearned { mid, main, rtx } => self.rtx_learned(tkey, &mid, main, rtx),
             // Routing is the host's; RTP and death are handled by the caller.
-            MediaEvent::RemoteAddr(_) | MediaEvent::Rtp(_) | MediaEvent::Dead(_) => {}
+            MediaEvent::RemoteAddr(..) | MediaEvent::Rtp(_) | MediaEvent::Dead(_) => {}
         }
     }
 

@@ -26,7 +26,7 @@ use crate::ids::{KeyGen, RoomSlot};
 use crate::log::log;
 use crate::media::{MediaEnv, MediaEvent, MediaHost};
 use crate::ortc::RoomCaps;
-use crate::output::{EventKind, HostMessage, Outbox, Output};
+use crate::output::{EventKind, HostMessage, Outbox, Output, Proto};
 use crate::protocol;
 use crate::room::{Cx, Room, RoomSettings};
 use crate::timers::Timers;
@@ -212,13 +212,15 @@ impl WorkerCore {
         }
     }
 
-    /// A datagram received on the worker's socket.
-    pub fn handle_datagram(&mut self, now: Instant, src: SocketAddr, data: &[u8]) {
-        let Some((tk, slot)) = self.media.route(src, data) else {
-            return;
+    /// A packet received by the worker: a UDP datagram, or a frame of a TCP connection
+    /// from `src`. Returns whether it was routed to a transport (a TCP connection that
+    /// sends something that is not is closed by the I/O loop).
+    pub fn handle_datagram(&mut self, now: Instant, proto: Proto, src: SocketAddr, data: &[u8]) -> bool {
+        let Some((tk, slot)) = self.media.route(proto, src, data) else {
+            return false;
         };
         let mut evs = std::mem::take(&mut self.evs);
-        self.media.receive(now, tk, src, data, &mut self.out, &mut evs);
+        self.media.receive(now, tk, proto, src, data, &mut self.out, &mut evs);
         if !evs.is_empty() {
             self.with_room(slot, now, |r, cx| r.handle_media(cx, tk, &mut evs));
             evs.clear();
@@ -227,6 +229,7 @@ impl WorkerCore {
         if self.media.pending_writes() >= MAX_PENDING_WRITES {
             self.drive_engines(now);
         }
+        true
     }
 
     /// Deadlines: rooms' timers, then every engine that is due (those written to since
@@ -308,14 +311,15 @@ pub struct CoreCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::cert;
+    use crate::media::{cert, AnnouncedCandidate};
     use std::time::Duration;
 
     fn core() -> WorkerCore {
         let c = cert::generate().unwrap();
         let env = Arc::new(MediaEnv {
             ice_addr: "127.0.0.1:40000".parse().unwrap(),
-            candidates: vec![],
+            tcp_addr: None,
+            candidates: vec![AnnouncedCandidate { addr: "127.0.0.1:40000".parse().unwrap(), proto: Proto::Udp }],
             fingerprint: cert::fingerprint(&c),
             cert: c,
             transport_timeout: Duration::from_secs(30),
