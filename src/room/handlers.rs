@@ -294,6 +294,7 @@ impl Room {
                 stats: None,
                 last_keyframe_request: None,
                 keyframe_pending: false,
+                loss: Vec::new(),
                 counters: Default::default(),
             },
         );
@@ -331,6 +332,7 @@ impl Room {
         p.mapping.codecs = mapping.codecs;
         p.mapping.exts = mapping.exts;
         p.mapping.encodings = mapping.encodings;
+        p.loss.clear();
         self.ssrcs.extend(p.mapping.all_ssrcs());
         let (mid, tk) = (p.mid.clone(), p.transport);
         cx.media.remove_producer(cx.now, tk, &mid, &old, cx.out);

@@ -53,6 +53,8 @@ pub struct StreamCounters {
     pub nacks: u64,
     pub plis: u64,
     pub firs: u64,
+    /// Losses the producer did not repair in time (a keyframe was requested).
+    pub unrecovered: u64,
     pub loss: Option<f32>,
     pub jitter: Option<u32>,
     pub rtt_ms: Option<f64>,

@@ -540,6 +540,9 @@ pub struct BrowserTransport {
     send_filter: Option<DropFilter>,
     drop_in: Vec<(u32, u16)>,
     drop_out: Vec<(u32, u16)>,
+    /// Outgoing RTP (ssrc, seq) to hold back and send after the next packet.
+    swap_out: Vec<(u32, u16)>,
+    held_out: Option<(Protocol, SocketAddr, Vec<u8>)>,
     /// ssrc -> (kind, mid) of our declared send streams / recv streams.
     send_streams: HashMap<u32, (MediaKind, Mid)>,
     recv_streams: HashMap<u32, (MediaKind, Mid)>,
@@ -608,6 +611,8 @@ impl BrowserTransport {
             send_filter: None,
             drop_in: Vec::new(),
             drop_out: Vec::new(),
+            swap_out: Vec::new(),
+            held_out: None,
             send_streams: HashMap::new(),
             recv_streams: HashMap::new(),
             received: Vec::new(),
@@ -1053,6 +1058,12 @@ impl BrowserTransport {
         self.drop_out.push((ssrc, seq));
     }
 
+    /// Reorder on the way to the SFU: the outgoing RTP packet (ssrc, seq) leaves right
+    /// after the packet that follows it.
+    pub fn swap_next_outgoing_rtp_with_seq(&mut self, ssrc: u32, seq: u16) {
+        self.swap_out.push((ssrc, seq));
+    }
+
     /// Stop sending anything (killed tab / network black hole). Incoming datagrams are read
     /// and discarded; timers still run but their output is discarded.
     pub fn go_silent(&mut self) {
@@ -1311,6 +1322,24 @@ impl BrowserTransport {
                 }
             }
         }
+        if !self.swap_out.is_empty() {
+            if let Some((ssrc, seq, _)) = peek_rtp(buf) {
+                if let Some(i) = self.swap_out.iter().position(|d| *d == (ssrc, seq)) {
+                    self.swap_out.remove(i);
+                    self.held_out = Some((proto, dst, buf.to_vec()));
+                    return;
+                }
+            }
+        }
+        self.send_now(proto, dst, buf);
+        if peek_rtp(buf).is_some() {
+            if let Some((p, d, b)) = self.held_out.take() {
+                self.send_now(p, d, &b);
+            }
+        }
+    }
+
+    fn send_now(&mut self, proto: Protocol, dst: SocketAddr, buf: &[u8]) {
         if proto != Protocol::Udp {
             let Some(link) = self.tcp.as_mut() else {
                 self.dropped_out += 1;
