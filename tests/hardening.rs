@@ -1,4 +1,4 @@
-//! Hardening: hostile input and unauthenticated traffic (docs/reliability.md).
+//! Hardening: hostile input and unauthenticated traffic (README.md, "Reliability").
 //!
 //! * The fuzz corpora (fuzz/corpus/{request,datagram,config}) replayed through the
 //!   same inputs the cargo-fuzz targets use (the test kit's `fuzz` module, on the
