@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Long fuzz runs of the cargo-fuzz targets in fuzz/ (docs/reliability.md).
+# Long fuzz runs of the cargo-fuzz targets in fuzz/ (README.md, "Reliability").
 #
 #   scripts/fuzz.sh [seconds per target (600)] [target ...]   (targets: request datagram tcp config)
 #   JOBS=3 scripts/fuzz.sh 1200        # the targets in parallel

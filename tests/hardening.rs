@@ -1,4 +1,4 @@
-//! Hardening: hostile input and unauthenticated traffic (docs/reliability.md).
+//! Hardening: hostile input and unauthenticated traffic (README.md, "Reliability").
 //!
 //! * The fuzz corpora (fuzz/corpus/{request,datagram,config}) replayed through the
 //!   same inputs the cargo-fuzz targets use (the test kit's `fuzz` module, on the
@@ -467,7 +467,8 @@ fn authorization_across_rooms_and_same_names() {
     assert!(h.notifications("bob").is_empty(), "bob heard nothing");
     assert!(h.notifications("alice").is_empty(), "alice heard nothing");
     let errs = h.host_events();
-    // 7 notifications x 2 peers, less closeProducer (unknown ids are ignored, protocol.md §5).
+    // 7 notifications x 2 peers, less closeProducer (unknown ids are ignored:
+    // docs/PROTOCOL.md, "Notifications").
     assert_eq!(errs.len(), 12, "every notification from r2 was refused: {errs:?}");
     assert!(errs.iter().all(|g| g.room == "r2" && g.json["event"] == "notificationError"));
     let r = h.request("r1", "bob", json!({"method": "enableConsumer", "id": cid, "transportId": 2, "paused": false})).unwrap();

@@ -421,7 +421,8 @@ impl TransportMedia {
 
     /// Queue one RTP packet on a declared outgoing stream. str0m sends queued packets
     /// when it is next driven: its deadline is now, and the host drives every such
-    /// transport once at the end of the input batch (docs/ARCHITECTURE.md).
+    /// transport once at the end of the input batch (docs/ARCHITECTURE.md, "str0m and
+    /// the protocol").
     #[allow(clippy::too_many_arguments)]
     pub fn write_rtp(
         &mut self,

@@ -159,7 +159,7 @@ pub struct Join {
 pub struct CreateTransport {
     pub id: TransportId,
     /// (dtlsParameters, direction): the direction is declared by the client, or derived
-    /// from the seed shape (see docs/PROTOCOL.md).
+    /// from the seed shape (docs/PROTOCOL.md, "The two accepted shapes").
     pub dtls_and_direction: Field<(Option<DtlsParameters>, Direction)>,
     /// mediasoup v2 transport options (`udp`, `tcp`, `preferUdp`, `preferTcp`).
     pub options: Field<TransportOptions>,

@@ -14,7 +14,7 @@
  *   pause/resume producer and consumer, preferred profile, transport stats on/off,
  *   then one of: `leave`; sfu_server_close_peer; closeProducer + closeTransport x2 + leave.
  *
- * Figures printed (docs/reliability.md): cycles, wall time, heap bytes in use
+ * Figures printed (README.md, "Reliability"): cycles, wall time, heap bytes in use
  * (mallinfo2: glibc malloc, which the Rust library uses too) and RSS after the warm-up
  * and at the end, open fds, threads. Without ASan it checks that the heap in use at the
  * end is within 2% + 256 KiB of the heap after warm-up and the RSS within 5% + 1 MiB.

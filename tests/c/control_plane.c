@@ -660,10 +660,10 @@ static void expect_no_host_event(host *h) {
 }
 
 /* ------------------------------------------------------------------------- */
-/* Messages a mediasoup-client 2.4.12 in Chrome sends (cf. tests/common/harness.rs) */
+/* Messages a mediasoup-client 2.4.12 in Chrome sends (cf. crates/sfu-testkit/src/builders.rs) */
 
 /* What the client computes from the room caps for a browser supporting every room
- * codec: room PTs and ids, rtcpFeedback dropped for RTX (harness.rs: client_caps). */
+ * codec: room PTs and ids, rtcpFeedback dropped for RTX (builders.rs: client_caps). */
 static char *client_caps(const jv *room_caps) {
     static const char *codec_keys[] = {"name", "mimeType", "kind", "clockRate", "preferredPayloadType", "parameters"};
     sbuf b = {0};
