@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The 10,000-cycle churn of tests/c/churn.c (join -> produce -> consume -> leave through
-# the C API), twice (docs/reliability.md):
+# the C API), twice (README.md, "Reliability"):
 #   1. without sanitizers: heap bytes in use (mallinfo2) and RSS after the warm-up
 #      (10% of the cycles) vs at the end; fails beyond +2% + 256 KiB heap, +5% + 1 MiB RSS;
 #   2. under AddressSanitizer + LeakSanitizer: LSan checks while the server runs (after

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Long fuzz runs of the cargo-fuzz targets in fuzz/ (docs/reliability.md).
+# Long fuzz runs of the cargo-fuzz targets in fuzz/ (README.md, "Reliability").
 #
-#   scripts/fuzz.sh [seconds per target (600)] [target ...]   (targets: request datagram config)
+#   scripts/fuzz.sh [seconds per target (600)] [target ...]   (targets: request datagram tcp config)
 #   JOBS=3 scripts/fuzz.sh 1200        # the targets in parallel
 #
 # cargo-fuzz (libFuzzer, AddressSanitizer, coverage instrumentation) needs nightly
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 SECS=${1:-600}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(request datagram config)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(request datagram tcp config)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 FLAGS=(-O --debug-assertions)
 # Only for the fuzz builds (fuzz/target): set for the main target directory it would
@@ -31,7 +31,7 @@ fuzz build "${FLAGS[@]}"
 mkdir -p artifacts logs
 
 max_len() {
-    case "$1" in request) echo 16384 ;; datagram) echo 8192 ;; *) echo 4096 ;; esac
+    case "$1" in request) echo 16384 ;; datagram | tcp) echo 8192 ;; *) echo 4096 ;; esac
 }
 
 run_one() {

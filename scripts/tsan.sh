@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tests/c/concurrency.c under ThreadSanitizer, with the library built with
-# -Zsanitizer=thread (docs/reliability.md).
+# -Zsanitizer=thread (README.md, "Reliability").
 #
 #   scripts/tsan.sh [rounds (5)]
 #

@@ -4,6 +4,7 @@
 //! bad values are errors that name the key.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
@@ -46,6 +47,42 @@ pub struct ServerConfig {
     /// Resource limits (`maxPeersPerRoom`, `maxTransportsPerPeer`,
     /// `maxProducersPerTransport`, `maxPendingRequestsPerPeer`).
     pub limits: Limits,
+    /// `enableTcp`: each worker also listens on TCP (ICE-TCP, passive candidates).
+    pub enable_tcp: bool,
+    /// ICE-TCP bounds (`tcpMaxConnections`, `tcpMaxUnauthenticated`,
+    /// `tcpMaxUnauthenticatedPerIp`, `tcpAuthTimeout`, `tcpIdleTimeout`,
+    /// `tcpSendBufferSize`).
+    pub tcp: TcpLimits,
+}
+
+/// Bounds of a worker's ICE-TCP side (see `net::tcp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpLimits {
+    /// Connections open at once, per worker.
+    pub max_connections: usize,
+    /// Connections that have not yet sent a valid binding request, per worker.
+    pub max_unauthenticated: usize,
+    /// The same, per source IP address.
+    pub max_unauthenticated_per_ip: usize,
+    /// An unauthenticated connection is closed after this.
+    pub auth_timeout: Duration,
+    /// An authenticated connection silent this long is closed.
+    pub idle_timeout: Duration,
+    /// Bytes queued for sending per connection, beyond which packets are dropped.
+    pub send_buffer: usize,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        TcpLimits {
+            max_connections: 4096,
+            max_unauthenticated: 256,
+            max_unauthenticated_per_ip: 8,
+            auth_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            send_buffer: 256 * 1024,
+        }
+    }
 }
 
 /// Per-room / per-peer resource limits: exceeding one is a clear error answer.
@@ -85,6 +122,8 @@ impl Default for ServerConfig {
             max_message_size: 256 * 1024,
             transport_timeout_secs: 30.0,
             limits: Limits::default(),
+            enable_tcp: true,
+            tcp: TcpLimits::default(),
         }
     }
 }
@@ -97,6 +136,13 @@ fn uint(v: &Value, key: &str, lo: u64, hi: u64) -> Result<u64, SfuError> {
     match v.as_u64() {
         Some(n) if n >= lo && n <= hi => Ok(n),
         _ => Err(bad(key, &format!("must be an integer in {lo}..={hi}"))),
+    }
+}
+
+fn seconds(v: &Value, key: &str, lo: f64, hi: f64) -> Result<Duration, SfuError> {
+    match v.as_f64() {
+        Some(s) if s >= lo && s <= hi => Ok(Duration::from_secs_f64(s)),
+        _ => Err(bad(key, &format!("must be a number of seconds in {lo}..={hi}"))),
     }
 }
 
@@ -196,6 +242,15 @@ impl ServerConfig {
                 "maxPendingRequestsPerPeer" => {
                     cfg.limits.max_pending_requests_per_peer = uint(val, k, 1, 1_000_000)? as usize
                 }
+                "enableTcp" => cfg.enable_tcp = val.as_bool().ok_or_else(|| bad(k, "must be a boolean"))?,
+                "tcpMaxConnections" => cfg.tcp.max_connections = uint(val, k, 1, 1_000_000)? as usize,
+                "tcpMaxUnauthenticated" => cfg.tcp.max_unauthenticated = uint(val, k, 1, 1_000_000)? as usize,
+                "tcpMaxUnauthenticatedPerIp" => {
+                    cfg.tcp.max_unauthenticated_per_ip = uint(val, k, 1, 1_000_000)? as usize
+                }
+                "tcpAuthTimeout" => cfg.tcp.auth_timeout = seconds(val, k, 0.1, 60.0)?,
+                "tcpIdleTimeout" => cfg.tcp.idle_timeout = seconds(val, k, 1.0, 3600.0)?,
+                "tcpSendBufferSize" => cfg.tcp.send_buffer = uint(val, k, 16 * 1024, 64 * 1024 * 1024)? as usize,
                 _ => return Err(SfuError::InvalidConfig(format!("unknown key `{k}`"))),
             }
         }
@@ -274,6 +329,10 @@ mod tests {
                 r#"{"maxPendingRequestsPerPeer":0}"#,
                 "maxPendingRequestsPerPeer",
             ),
+            (r#"{"enableTcp":1}"#, "enableTcp"),
+            (r#"{"tcpAuthTimeout":0}"#, "tcpAuthTimeout"),
+            (r#"{"tcpMaxUnauthenticatedPerIp":0}"#, "tcpMaxUnauthenticatedPerIp"),
+            (r#"{"tcpSendBufferSize":10}"#, "tcpSendBufferSize"),
         ] {
             let e = ServerConfig::from_json(Some(json)).unwrap_err().to_string();
             assert!(e.contains(key), "{json}: {e}");

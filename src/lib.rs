@@ -55,4 +55,9 @@ pub mod core {
     pub use crate::output::{EventKind, HostMessage, Output, Proto, Transmit};
     pub use crate::room::RoomSettings;
     pub use crate::server::core::{Command, CommandResult, CoreCounts, WorkerCore};
+
+    /// The byte-stream side of ICE-TCP: what a connection's bytes do, without the socket.
+    pub mod tcp {
+        pub use crate::net::tcp::{ConnClose, ConnState, FrameFate, MAX_FRAME};
+    }
 }

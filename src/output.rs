@@ -9,10 +9,19 @@ use std::sync::Arc;
 use crate::log::{LogLevel, LogRecord};
 
 /// Transport protocol of a datagram.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Proto {
     Udp,
     Tcp,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Udp => "udp",
+            Proto::Tcp => "tcp",
+        }
+    }
 }
 
 /// One datagram (or, over TCP, one framed packet) to send.

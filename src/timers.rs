@@ -45,6 +45,11 @@ impl<K: Copy + Eq + Hash + Ord> Timers<K> {
         }
     }
 
+    /// The deadline armed for `key`.
+    pub fn get(&self, key: K) -> Option<Instant> {
+        self.armed.get(&key).copied()
+    }
+
     /// The earliest armed deadline.
     pub fn next(&mut self) -> Option<Instant> {
         self.drop_stale();

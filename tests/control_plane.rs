@@ -1,5 +1,6 @@
-//! The mediasoup v2 signalling rules (protocol.md §4–§10), one test per rule, driven
-//! through the public API like a host would.
+//! The mediasoup v2 signalling rules (docs/PROTOCOL.md; "Where each rule is tested" maps its
+//! sections to these tests), one test per rule, driven through the public API like a host
+//! would. The `sN_M` prefixes of the names are an older numbering, not sections of the doc.
 
 use std::time::Duration;
 
@@ -197,7 +198,7 @@ fn s4_3_create_transport_answers_real_ice_lite_and_dtls_parameters() {
     let v = last["value"].as_str().unwrap();
     assert_eq!(v.split(':').count(), 32);
     assert!(v.split(':').all(|b| b.len() == 2 && b.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase())));
-    // §8.9: the client said "server" -> we are "client"
+    // DTLS roles (docs/PROTOCOL.md): the client said "server" -> we are "client"
     assert_eq!(t["dtlsParameters"]["role"], "client");
     let r = recv_transport(&h, "alice", 12);
     assert_eq!(r["dtlsParameters"]["role"], "auto");

@@ -1,4 +1,4 @@
-//! Hardening: hostile input and unauthenticated traffic (docs/reliability.md).
+//! Hardening: hostile input and unauthenticated traffic (README.md, "Reliability").
 //!
 //! * The fuzz corpora (fuzz/corpus/{request,datagram,config}) replayed through the
 //!   same inputs the cargo-fuzz targets use (the test kit's `fuzz` module, on the
@@ -70,6 +70,13 @@ fn fuzz_corpus_replay_datagram() {
 }
 
 #[test]
+fn fuzz_corpus_replay_tcp() {
+    let _serial = one_at_a_time();
+    let n = replay("tcp", harness::tcp_seeds(), harness::run_tcp_input);
+    assert!(n > 3);
+}
+
+#[test]
 fn fuzz_corpus_replay_config() {
     let _serial = one_at_a_time();
     let n = replay("config", harness::config_seeds(), harness::run_config_input);
@@ -84,6 +91,7 @@ fn write_fuzz_seeds() {
     for (target, seeds) in [
         ("request", harness::request_seeds()),
         ("datagram", harness::datagram_seeds()),
+        ("tcp", harness::tcp_seeds()),
         ("config", harness::config_seeds()),
     ] {
         let dir = corpus_dir(target);
@@ -119,6 +127,31 @@ fn datagram_harness_reaches_ice_and_dtls() {
     d.fx.sim.datagram(d.addrs[2], &forged);
     assert_eq!(d.fx.sim.sent, sent, "nothing answers a forged request");
     assert_eq!(d.fx.sim.core.counts().addr_routes, 1, "no route for a forged request");
+    d.fx.finish();
+}
+
+/// The TCP harness reaches the transports: a signed binding request framed on a
+/// connection authenticates it (answered over TCP, a route for the connection), a
+/// garbage frame on a new connection closes it, and a bad length too.
+#[test]
+fn tcp_harness_reaches_ice_over_tcp() {
+    let _serial = one_at_a_time();
+    use sfu::core::tcp::{ConnClose, ConnState};
+    let mut d = harness::DatagramFx::new();
+    let ufrag = d.transports[1].clone();
+    let src: std::net::SocketAddr = "127.0.0.1:6001".parse().unwrap();
+    let mut conn = ConnState::default();
+    let sent = d.fx.sim.sent;
+    d.fx.sim.stun_over_tcp(&mut conn, src, &ufrag, "browser").expect("authenticated");
+    assert!(conn.authenticated());
+    assert!(d.fx.sim.sent > sent, "binding response sent over TCP");
+    assert_eq!(d.fx.sim.core.counts().addr_routes, 1, "a route for the connection");
+    let mut other = ConnState::default();
+    let garbage = [0u8, 4, 1, 2, 3, 4];
+    assert_eq!(d.fx.sim.tcp_bytes(&mut other, "127.0.0.1:6002".parse().unwrap(), &garbage), Err(ConnClose::Unrouted));
+    let mut third = ConnState::default();
+    assert_eq!(d.fx.sim.tcp_bytes(&mut third, "127.0.0.1:6003".parse().unwrap(), &[0xff, 0xff]), Err(ConnClose::BadFrame));
+    assert_eq!(d.fx.sim.core.counts().addr_routes, 1, "no route for the hostile connections");
     d.fx.finish();
 }
 
@@ -434,7 +467,8 @@ fn authorization_across_rooms_and_same_names() {
     assert!(h.notifications("bob").is_empty(), "bob heard nothing");
     assert!(h.notifications("alice").is_empty(), "alice heard nothing");
     let errs = h.host_events();
-    // 7 notifications x 2 peers, less closeProducer (unknown ids are ignored, protocol.md §5).
+    // 7 notifications x 2 peers, less closeProducer (unknown ids are ignored:
+    // docs/PROTOCOL.md, "Notifications").
     assert_eq!(errs.len(), 12, "every notification from r2 was refused: {errs:?}");
     assert!(errs.iter().all(|g| g.room == "r2" && g.json["event"] == "notificationError"));
     let r = h.request("r1", "bob", json!({"method": "enableConsumer", "id": cid, "transportId": 2, "paused": false})).unwrap();

@@ -153,11 +153,16 @@ fn metrics_follow_rooms_peers_transports_and_datagrams_from_unknown_addresses() 
     h.join("m", "bob");
     h.request("m", "alice", json!({"method": "createTransport", "target": "peer", "id": 1, "direction": "recv", "options": {}, "appData": {}}))
         .unwrap();
-    // The gauges are published after each command: no wait needed.
-    let m1 = metrics(&h);
+    // The gauges are published at the end of the worker's loop iteration that ran the
+    // command: the response may overtake them by a moment.
+    let mut m1 = metrics(&h);
+    assert!(wait_until(Duration::from_secs(2), || {
+        m1 = metrics(&h);
+        m1.value("sfu_peers", &[]) == 2.0 && m1.value("sfu_transports", &[("protocol", "none"), ("state", "new")]) == 1.0
+    }));
     assert_eq!(m1.value("sfu_rooms", &[]), 1.0);
     assert_eq!(m1.value("sfu_peers", &[]), 2.0);
-    assert_eq!(m1.value("sfu_transports", &[("protocol", "udp"), ("state", "new")]), 1.0);
+    assert_eq!(m1.value("sfu_transports", &[("protocol", "none"), ("state", "new")]), 1.0);
     assert_eq!(m1.value("sfu_transports", &[("protocol", "udp"), ("state", "connected")]), 0.0);
     assert_eq!(m1.value("sfu_producers", &[]), 0.0);
 
@@ -203,9 +208,12 @@ fn metrics_follow_rooms_peers_transports_and_datagrams_from_unknown_addresses() 
     // A peer leaves: its transport goes.
     h.notify("m", "alice", json!({"method": "leave", "target": "peer", "notification": true, "appData": {}}));
     h.sync("m");
-    let m2 = metrics(&h);
-    assert_eq!(m2.value("sfu_peers", &[]), 1.0);
-    assert_eq!(m2.value("sfu_transports", &[("protocol", "udp"), ("state", "new")]), 0.0);
+    let mut m2 = metrics(&h);
+    assert!(wait_until(Duration::from_secs(2), || {
+        m2 = metrics(&h);
+        m2.value("sfu_peers", &[]) == 1.0
+    }));
+    assert_eq!(m2.value("sfu_transports", &[("protocol", "none"), ("state", "new")]), 0.0);
     h.server.close();
     assert!(matches!(h.server.metrics(), Err(SfuError::ServerClosed)));
 }

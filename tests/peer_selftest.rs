@@ -1,8 +1,9 @@
 //! Self-test of the browser test peer (`crates/sfu-testkit/src/peer.rs`) without the SFU.
 //!
 //! A tiny in-test ICE-lite str0m "server" (one UDP socket on 127.0.0.1, rtp_mode, learning
-//! the remote ufrag from the first authenticated STUN request — str0m-notes §2a) plays the
-//! SFU's transport, on its own thread, and talks to a `BrowserTransport` in both DTLS roles.
+//! the remote ufrag from the first authenticated STUN request: docs/ARCHITECTURE.md, "str0m
+//! and the protocol") plays the SFU's transport, on its own thread, and talks to a
+//! `BrowserTransport` in both DTLS roles.
 //! Everything is bounded: each test runs in well under 5 s on loopback.
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -217,7 +218,8 @@ impl LiteServer {
         if self.error.is_some() {
             return;
         }
-        // ICE-lite: learn the remote ufrag from an authenticated binding request (§2a).
+        // ICE-lite: learn the remote ufrag from an authenticated binding request
+        // (docs/ARCHITECTURE.md, "str0m and the protocol").
         if buf.len() >= 20 && buf[0] < 2 {
             if let Ok(msg) = str0m::ice::StunMessage::parse(buf) {
                 if msg.is_binding_request() {
@@ -801,7 +803,11 @@ fn parsing_and_dtls_parameters() {
     }
     let mut b = good.clone();
     b["iceCandidates"][0]["protocol"] = json!("tcp");
-    assert!(TransportParams::from_json(&b).is_err(), "tcp-only accepted");
+    let tcp_only = TransportParams::from_json(&b).expect("a TCP candidate is usable (ICE-TCP mode)");
+    assert!(tcp_only.candidates.is_empty() && tcp_only.tcp_candidates.len() == 1);
+    let mut b = good.clone();
+    b["iceCandidates"][0]["protocol"] = json!("sctp");
+    assert!(TransportParams::from_json(&b).is_err(), "no usable candidate accepted");
     let mut b = good.clone();
     b["dtlsParameters"]["fingerprints"][0]["value"] = json!("XY:ZZ");
     assert!(TransportParams::from_json(&b).is_err(), "bad hex accepted");

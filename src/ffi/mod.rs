@@ -375,8 +375,10 @@ pub unsafe extern "C" fn sfu_server_set_log_callback(
 /// lists every name). Serve it as `text/plain; version=0.0.4`.
 ///
 /// Figures are what the workers last published: counters at the end of each worker
-/// loop iteration, gauges after each command and otherwise within about 100 ms. The
-/// call never waits for a worker. Counters only grow for the life of the server.
+/// loop iteration, gauges too after a command and otherwise at most every 100 ms, so
+/// a figure may lag what the callback already reported by a moment (up to about
+/// 100 ms). The call never waits for a worker. Counters only grow for the life of the
+/// server.
 ///
 /// * `out`: receives a NUL-terminated UTF-8 string on success.
 /// * `out_len`: may be NULL; else receives its length in bytes, without the NUL.

@@ -98,22 +98,24 @@ impl MediaHost {
 
     /// Which engine a datagram is for: a STUN binding request by the local ufrag it
     /// names (and only if it verifies), anything else by its validated source address.
-    pub fn route(&self, src: SocketAddr, data: &[u8]) -> Option<(TransportKey, RoomSlot)> {
+    pub fn route(&self, proto: Proto, src: SocketAddr, data: &[u8]) -> Option<(TransportKey, RoomSlot)> {
         if stun::looks_like_stun(data) {
             if let Some(k) = stun::with_binding_request_local_ufrag(data, |u| self.routes.by_ufrag(u)) {
                 let e = self.engines.get(&k)?;
                 return stun::verify(data, e.media.ice_password()).then_some((k, e.owner));
             }
         }
-        let k = self.routes.by_addr(&src)?;
+        let k = self.routes.by_addr(&(proto, src))?;
         Some((k, self.engines.get(&k)?.owner))
     }
 
-    /// Feed an engine a datagram; its events are appended to `evs`.
+    /// Feed an engine a packet; its events are appended to `evs`.
+    #[allow(clippy::too_many_arguments)]
     pub fn receive(
         &mut self,
         now: Instant,
         key: TransportKey,
+        proto: Proto,
         src: SocketAddr,
         data: &[u8],
         out: &mut Outbox,
@@ -121,10 +123,10 @@ impl MediaHost {
     ) {
         let Some(e) = self.engines.get_mut(&key) else { return };
         let (first, out_first) = (evs.len(), out.len());
-        e.media.receive(now, src, data, out, evs);
+        e.media.receive(now, proto, src, data, out, evs);
         for ev in &evs[first..] {
-            if let MediaEvent::RemoteAddr(a) = ev {
-                self.routes.add_addr(*a, key);
+            if let MediaEvent::RemoteAddr(p, a) = ev {
+                self.routes.add_addr((*p, *a), key);
             }
         }
         e.tally.account(&mut self.counters, &evs[first..], out, out_first);
@@ -354,19 +356,20 @@ impl MediaHost {
     pub fn count_transports(&self, g: &mut Gauges) {
         for e in self.engines.values() {
             let st = e.media.stats();
+            // The selected pair, else the last address an authenticated check came from.
+            let proto = st.selected_tuple.map(|(_, _, p)| p);
             let state = if e.media.is_connected() {
                 TransportState::Connected
             } else if st.dtls_state == "failed" {
                 TransportState::Failed
-            } else if st.selected_tuple.is_some() {
+            } else if proto.is_some() {
                 // An authenticated ICE check arrived (str0m's own ICE state says
                 // "checking" from the start, so it cannot tell).
                 TransportState::Connecting
             } else {
                 TransportState::New
             };
-            // Every engine speaks UDP until ICE over TCP lands: then take the engine's.
-            g.add_transport(Proto::Udp, state);
+            g.add_transport(proto, state);
         }
     }
 

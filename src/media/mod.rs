@@ -21,21 +21,26 @@ use str0m::config::DtlsCert;
 use str0m::media::{KeyframeRequestKind, Mid};
 use str0m::rtp::RtpPacket;
 
+use crate::output::Proto;
+
 pub use host::MediaHost;
 
-/// A host candidate as announced to browsers.
+/// A host candidate as announced to browsers (over TCP: passive, RFC 6544).
 #[derive(Debug, Clone)]
 pub struct AnnouncedCandidate {
     pub addr: SocketAddr,
-    pub priority: u32,
+    pub proto: Proto,
 }
 
 /// What every transport of a worker shares.
 pub struct MediaEnv {
-    /// The address str0m's ICE agent uses as its local candidate and that incoming
+    /// The address str0m's ICE agent uses as its local UDP candidate and that incoming
     /// datagrams are addressed to (the announced address, which may differ from the
     /// socket's bound address behind NAT).
     pub ice_addr: SocketAddr,
+    /// The same for ICE-TCP, if the worker listens on TCP.
+    pub tcp_addr: Option<SocketAddr>,
+    /// What `createTransport` announces (UDP and, if enabled, TCP).
     pub candidates: Vec<AnnouncedCandidate>,
     pub cert: DtlsCert,
     /// sha-256 fingerprint of `cert`, upper-case hex with colons.
@@ -48,8 +53,8 @@ pub struct MediaEnv {
 pub enum MediaEvent {
     /// ICE and DTLS are up; SRTP keys are in place.
     Connected,
-    /// A validated remote address (the host routes its datagrams to the transport).
-    RemoteAddr(SocketAddr),
+    /// A validated remote source (the host routes its packets to the transport).
+    RemoteAddr(Proto, SocketAddr),
     /// An RTP packet from the browser (producer side).
     Rtp(RtpPacket),
     /// The browser asks for a keyframe on one of our outgoing streams (consumer side).
@@ -70,8 +75,8 @@ pub struct TransportStats {
     pub bytes_sent: u64,
     pub rtt_ms: Option<f64>,
     pub available_outgoing_bitrate: Option<u64>,
-    /// (local, remote) of the selected ICE pair.
-    pub selected_tuple: Option<(SocketAddr, SocketAddr)>,
+    /// (local, remote, protocol) of the selected ICE pair.
+    pub selected_tuple: Option<(SocketAddr, SocketAddr, Proto)>,
     pub ice_state: &'static str,
     pub dtls_state: &'static str,
 }

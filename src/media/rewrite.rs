@@ -104,7 +104,8 @@ impl ConsumerForwarding {
         }
         if !self.started || self.resync {
             let (out_seq, out_ts) = if !self.started {
-                // The first packet must be below 65536 (SRTP ROC 0, see docs/ARCHITECTURE.md).
+                // The first packet must be below 65536 (SRTP ROC 0: docs/ARCHITECTURE.md,
+                // "str0m and the protocol").
                 (1000 + (in_seq % 1000), in_ts)
             } else {
                 let elapsed = self

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use str0m::config::Fingerprint;
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::rtp::{ExtensionMap, ExtensionValues, RtpWrite, SeqNo, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcConfig};
 
@@ -59,17 +59,17 @@ pub struct TransportMedia {
     dir: Direction,
     creds: IceCreds,
     rtc: Option<Rtc>,
-    /// Datagrams received before `rtc` was built.
-    early: VecDeque<(Instant, SocketAddr, Vec<u8>)>,
+    /// Packets received before `rtc` was built.
+    early: VecDeque<(Instant, Proto, SocketAddr, Vec<u8>)>,
     /// DTLS records received before DTLS was started.
-    early_dtls: VecDeque<(Instant, SocketAddr, Vec<u8>)>,
+    early_dtls: VecDeque<(Instant, Proto, SocketAddr, Vec<u8>)>,
     remote_dtls: Option<(Fingerprint, bool)>,
     dtls_started: bool,
     remote_ufrag: Option<String>,
-    remote_addrs: Vec<SocketAddr>,
+    remote_addrs: Vec<(Proto, SocketAddr)>,
     connected: bool,
     ice_state: IceConnectionState,
-    selected: Option<SocketAddr>,
+    selected: Option<(Proto, SocketAddr)>,
     next_rtc_timeout: Option<Instant>,
     created: Instant,
     last_rx: Option<Instant>,
@@ -141,6 +141,11 @@ impl TransportMedia {
         if let Ok(c) = Candidate::host(self.env.ice_addr, "udp") {
             rtc.add_local_candidate(c);
         }
+        if let Some(tcp) = self.env.tcp_addr {
+            if let Ok(c) = Candidate::builder().tcp().host(tcp).tcptype(TcpType::Passive).build() {
+                rtc.add_local_candidate(c);
+            }
+        }
         self.rtc = Some(rtc);
         // str0m's clock starts in the past: give it "now" before anything is armed.
         self.with_rtc(now, out, |rtc| rtc.handle_input(Input::Timeout(now)).map(|_| ()));
@@ -161,8 +166,8 @@ impl TransportMedia {
         }
         let early: Vec<_> = self.early.drain(..).collect();
         let mut evs = std::mem::take(&mut self.pending_events);
-        for (at, src, data) in early {
-            self.process(at.max(now), src, &data, out, &mut evs);
+        for (at, proto, src, data) in early {
+            self.process(at.max(now), proto, src, &data, out, &mut evs);
         }
         self.keep_events(evs);
     }
@@ -211,7 +216,7 @@ impl TransportMedia {
                 Ok(Output::Transmit(t)) => {
                     self.bytes_tx += t.contents.len() as u64;
                     out.transmit(Transmit {
-                        proto: Proto::Udp,
+                        proto: if t.proto == Protocol::Udp { Proto::Udp } else { Proto::Tcp },
                         local: t.source,
                         remote: t.destination,
                         data: t.contents.into(),
@@ -237,7 +242,8 @@ impl TransportMedia {
                         self.rtt_ms = s.rtt.map(|d| d.as_secs_f64() * 1000.0);
                         self.bwe_bps = s.bwe_tx.map(|b| b.as_u64());
                         if let Some(pair) = s.selected_candidate_pair {
-                            self.selected = Some(pair.remote.addr);
+                            let proto = if Some(pair.local.addr) == self.env.tcp_addr { Proto::Tcp } else { Proto::Udp };
+                            self.selected = Some((proto, pair.remote.addr));
                         }
                     }
                     Event::Closed => {
@@ -298,8 +304,8 @@ impl TransportMedia {
         self.dtls_started = true;
         let early: Vec<_> = self.early_dtls.drain(..).collect();
         let mut evs = std::mem::take(&mut self.pending_events);
-        for (at, src, data) in early {
-            self.process(at.max(now), src, &data, out, &mut evs);
+        for (at, proto, src, data) in early {
+            self.process(at.max(now), proto, src, &data, out, &mut evs);
         }
         self.keep_events(evs);
     }
@@ -415,7 +421,8 @@ impl TransportMedia {
 
     /// Queue one RTP packet on a declared outgoing stream. str0m sends queued packets
     /// when it is next driven: its deadline is now, and the host drives every such
-    /// transport once at the end of the input batch (docs/ARCHITECTURE.md).
+    /// transport once at the end of the input batch (docs/ARCHITECTURE.md, "str0m and
+    /// the protocol").
     #[allow(clippy::too_many_arguments)]
     pub fn write_rtp(
         &mut self,
@@ -467,8 +474,8 @@ impl TransportMedia {
         evs.append(&mut self.pending_events);
     }
 
-    /// A datagram from the socket.
-    pub fn receive(&mut self, now: Instant, src: SocketAddr, data: &[u8], out: &mut Outbox, evs: &mut Vec<MediaEvent>) {
+    /// A packet from the network (a UDP datagram or a TCP frame).
+    pub fn receive(&mut self, now: Instant, proto: Proto, src: SocketAddr, data: &[u8], out: &mut Outbox, evs: &mut Vec<MediaEvent>) {
         if self.closed {
             return;
         }
@@ -477,7 +484,7 @@ impl TransportMedia {
         // datagrams, which counting there would add a second time to `bytesReceived`.
         self.last_rx = Some(now);
         self.bytes_rx += data.len() as u64;
-        self.process(now, src, data, out, evs);
+        self.process(now, proto, src, data, out, evs);
         self.report_death(evs);
     }
 
@@ -528,17 +535,17 @@ impl TransportMedia {
 
     /// Process one datagram, fresh from the socket or replayed from a buffer (the
     /// caller accounts for it: see `receive`).
-    fn process(&mut self, now: Instant, src: SocketAddr, data: &[u8], out: &mut Outbox, evs: &mut Vec<MediaEvent>) {
+    fn process(&mut self, now: Instant, proto: Proto, src: SocketAddr, data: &[u8], out: &mut Outbox, evs: &mut Vec<MediaEvent>) {
         let is_stun = data.len() >= 20 && data[0] < 2;
         if is_stun {
             let known = self.remote_ufrag.as_deref().filter(|_| self.connected);
             if let Some(remote) = stun::authenticated_remote_ufrag(data, &self.creds.ufrag, &self.creds.pass, known) {
-                if !self.remote_addrs.contains(&src) {
+                if !self.remote_addrs.contains(&(proto, src)) {
                     if self.remote_addrs.len() >= 8 {
                         self.remote_addrs.remove(0);
                     }
-                    self.remote_addrs.push(src);
-                    evs.push(MediaEvent::RemoteAddr(src));
+                    self.remote_addrs.push((proto, src));
+                    evs.push(MediaEvent::RemoteAddr(proto, src));
                 }
                 if self.remote_ufrag.as_deref() != Some(remote.as_str()) {
                     self.remote_ufrag = Some(remote.clone());
@@ -548,7 +555,7 @@ impl TransportMedia {
         }
         if self.rtc.is_none() {
             if self.early.len() < MAX_EARLY {
-                self.early.push_back((now, src, data.to_vec()));
+                self.early.push_back((now, proto, src, data.to_vec()));
             }
             return;
         }
@@ -556,14 +563,19 @@ impl TransportMedia {
         let is_dtls = (20..=63).contains(&data.first().copied().unwrap_or(0));
         if is_dtls && !self.dtls_started {
             if self.early_dtls.len() < MAX_EARLY {
-                self.early_dtls.push_back((now, src, data.to_vec()));
+                self.early_dtls.push_back((now, proto, src, data.to_vec()));
             }
             return;
         }
         if self.dir == Direction::Send && !is_stun && !is_dtls {
             self.learn_rtx(now, data, out, evs);
         }
-        let Ok(r) = Receive::new(Protocol::Udp, src, self.env.ice_addr, data) else {
+        let (sproto, local) = match (proto, self.env.tcp_addr) {
+            (Proto::Tcp, Some(tcp)) => (Protocol::Tcp, tcp),
+            (Proto::Tcp, None) => return,
+            (Proto::Udp, _) => (Protocol::Udp, self.env.ice_addr),
+        };
+        let Ok(r) = Receive::new(sproto, src, local, data) else {
             return;
         };
         let rtc = self.rtc.as_mut().expect("built");
@@ -649,10 +661,13 @@ impl TransportMedia {
             bytes_sent: self.bytes_tx,
             rtt_ms: self.rtt_ms,
             available_outgoing_bitrate: self.bwe_bps,
-            selected_tuple: self
-                .selected
-                .or(self.remote_addrs.last().copied())
-                .map(|r| (self.env.ice_addr, r)),
+            selected_tuple: self.selected.or(self.remote_addrs.last().copied()).map(|(proto, r)| {
+                let local = match proto {
+                    Proto::Tcp => self.env.tcp_addr.unwrap_or(self.env.ice_addr),
+                    Proto::Udp => self.env.ice_addr,
+                };
+                (local, r, proto)
+            }),
             ice_state: self.ice_state_name(),
             dtls_state: self.dtls_state_name(),
         }

@@ -28,10 +28,11 @@ use crate::output::Proto;
 /// A traffic counter of a worker core: an index into [`Counters`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ctr {
-    /// Datagrams no transport took: not a verified binding request for a live
-    /// transport, nor from an address one has validated. (UDP: the only transport
-    /// protocol until ICE over TCP lands; it will need its own index.)
+    /// Packets no transport took: not a verified binding request for a live
+    /// transport, nor from an address one has validated (UDP datagrams; TCP frames,
+    /// whose connection the worker then closes).
     UdpDroppedUnknownSource,
+    TcpDroppedUnknownSource,
     /// RTP packets str0m delivered from producers (decrypted; RTX unwrapped).
     RtpPacketsReceived,
     /// Their payload bytes (RTP headers not included).
@@ -53,6 +54,13 @@ pub enum Ctr {
 
 impl Ctr {
     pub(crate) const COUNT: usize = Ctr::FirsSent as usize + 1;
+
+    pub fn dropped_unknown_source(p: Proto) -> Ctr {
+        match p {
+            Proto::Udp => Ctr::UdpDroppedUnknownSource,
+            Proto::Tcp => Ctr::TcpDroppedUnknownSource,
+        }
+    }
 }
 
 /// A worker core's traffic counters (plain numbers, owned by the worker thread).
@@ -113,16 +121,8 @@ impl TransportState {
     }
 }
 
-/// The transport protocols a series is rendered for. ICE over TCP adds `Proto::Tcp`
-/// here (and its counters in the meter and the core).
-pub const PROTOCOLS: [Proto; 1] = [Proto::Udp];
-
-pub fn proto_label(p: Proto) -> &'static str {
-    match p {
-        Proto::Udp => "udp",
-        Proto::Tcp => "tcp",
-    }
-}
+/// The transport protocols the series are rendered for.
+pub const PROTOCOLS: [Proto; 2] = [Proto::Udp, Proto::Tcp];
 
 fn proto_index(p: Proto) -> usize {
     match p {
@@ -138,17 +138,23 @@ pub struct Gauges {
     pub peers: u64,
     pub producers: u64,
     pub consumers: u64,
-    /// Transports by [protocol index][`TransportState` index].
-    pub transports: [[u64; 4]; 2],
+    /// Transports by [protocol index, then 2 for "none"][`TransportState` index].
+    pub transports: [[u64; 4]; 3],
+}
+
+fn transport_row(p: Option<Proto>) -> usize {
+    p.map_or(2, proto_index)
 }
 
 impl Gauges {
-    pub fn add_transport(&mut self, p: Proto, s: TransportState) {
-        self.transports[proto_index(p)][s as usize] += 1;
+    /// Count a transport. `p`: the protocol of its selected (or last validated) ICE
+    /// pair; `None` before any authenticated check.
+    pub fn add_transport(&mut self, p: Option<Proto>, s: TransportState) {
+        self.transports[transport_row(p)][s as usize] += 1;
     }
 
-    pub fn transports(&self, p: Proto, s: TransportState) -> u64 {
-        self.transports[proto_index(p)][s as usize]
+    pub fn transports(&self, p: Option<Proto>, s: TransportState) -> u64 {
+        self.transports[transport_row(p)][s as usize]
     }
 
     fn to_array(self) -> [u64; GAUGE_WORDS] {
@@ -161,7 +167,7 @@ impl Gauges {
     }
 
     fn from_array(a: [u64; GAUGE_WORDS]) -> Gauges {
-        let mut t = [[0; 4]; 2];
+        let mut t = [[0; 4]; 3];
         for (i, row) in t.iter_mut().enumerate() {
             row.copy_from_slice(&a[4 + 4 * i..8 + 4 * i]);
         }
@@ -169,7 +175,7 @@ impl Gauges {
     }
 }
 
-const GAUGE_WORDS: usize = 12;
+const GAUGE_WORDS: usize = 16;
 
 /// Upper bounds, in seconds, of the buckets of `sfu_worker_batch_latency_seconds`.
 pub const LATENCY_BOUNDS: [f64; 12] = [50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3];
@@ -430,8 +436,9 @@ mod tests {
         let mut c = Counters::default();
         c[Ctr::RtpPacketsSent] = 42;
         let mut g = Gauges { rooms: 2, peers: 5, producers: 1, consumers: 4, ..Default::default() };
-        g.add_transport(Proto::Udp, TransportState::Connected);
-        g.add_transport(Proto::Tcp, TransportState::New);
+        g.add_transport(Some(Proto::Udp), TransportState::Connected);
+        g.add_transport(Some(Proto::Tcp), TransportState::Connecting);
+        g.add_transport(None, TransportState::New);
         m.publish(t0 + Duration::from_millis(10), &c, || g);
         let s = shared.snapshot();
         assert_eq!(s.core, c);

@@ -3,7 +3,8 @@
 //! section lists the same names.
 
 use super::expo::{Expo, Kind, Value};
-use super::{proto_label, Ctr, TransportState, WorkerSnapshot, LATENCY_BOUNDS, PROTOCOLS};
+use super::{Ctr, TransportState, WorkerSnapshot, LATENCY_BOUNDS, PROTOCOLS};
+use crate::output::Proto;
 
 /// What the server adds to its workers' figures.
 #[derive(Debug, Clone, Default)]
@@ -40,18 +41,20 @@ pub fn render(workers: &[WorkerSnapshot], srv: &ServerFigures) -> String {
     e.family(
         "sfu_transports",
         Kind::Gauge,
-        "WebRTC transports by protocol and state: new (no authenticated ICE check yet), connecting (an authenticated ICE check arrived, DTLS not done), connected (ICE and DTLS up), failed (dead, being closed).",
+        "WebRTC transports by protocol and state. protocol: that of the selected (or last validated) ICE pair, none before any authenticated ICE check. state: new (no authenticated ICE check yet), connecting (an authenticated ICE check arrived, DTLS not done), connected (ICE and DTLS up), failed (dead, being closed).",
     );
-    for p in PROTOCOLS {
+    let protocols: Vec<(Option<Proto>, &str)> =
+        PROTOCOLS.iter().map(|p| (Some(*p), p.as_str())).chain(std::iter::once((None, "none"))).collect();
+    for (p, label) in protocols {
         for s in TransportState::ALL {
             let v = sum(&|w| w.gauges.transports(p, s));
-            e.sample("sfu_transports", &[("protocol", proto_label(p)), ("state", s.label())], v);
+            e.sample("sfu_transports", &[("protocol", label), ("state", s.label())], v);
         }
     }
 
     // Traffic at the sockets (the worker loop's counts).
-    let per_proto = |f: &dyn Fn(&WorkerSnapshot, super::Proto) -> u64| -> Vec<(String, Value)> {
-        PROTOCOLS.iter().map(|p| (proto_label(*p).to_string(), Value::Int(workers.iter().map(|w| f(w, *p)).sum()))).collect()
+    let per_proto = |f: &dyn Fn(&WorkerSnapshot, Proto) -> u64| -> Vec<(String, Value)> {
+        PROTOCOLS.iter().map(|p| (p.as_str().to_string(), Value::Int(workers.iter().map(|w| f(w, *p)).sum()))).collect()
     };
     let proto_family = |e: &mut Expo, name: &str, help: &str, vals: Vec<(String, Value)>| {
         e.family(name, Kind::Counter, help);
@@ -59,17 +62,19 @@ pub fn render(workers: &[WorkerSnapshot], srv: &ServerFigures) -> String {
             e.sample(name, &[("protocol", &p)], v);
         }
     };
-    proto_family(&mut e, "sfu_datagrams_received_total", "Datagrams read from the workers' sockets (STUN, DTLS, SRTP, anything).", per_proto(&|w, p| w.meter.received(p).0));
-    proto_family(&mut e, "sfu_received_bytes_total", "Bytes of the datagrams read from the workers' sockets.", per_proto(&|w, p| w.meter.received(p).1));
-    proto_family(&mut e, "sfu_datagrams_sent_total", "Datagrams handed to the kernel by the workers.", per_proto(&|w, p| w.meter.sent(p).0));
-    proto_family(&mut e, "sfu_sent_bytes_total", "Bytes of the datagrams handed to the kernel by the workers.", per_proto(&|w, p| w.meter.sent(p).1));
+    proto_family(&mut e, "sfu_datagrams_received_total", "Datagrams read from the workers' sockets (STUN, DTLS, SRTP, anything); over TCP, RFC 4571 frames.", per_proto(&|w, p| w.meter.received(p).0));
+    proto_family(&mut e, "sfu_received_bytes_total", "Bytes of the datagrams (TCP: frames, without their length prefix) read from the workers' sockets.", per_proto(&|w, p| w.meter.received(p).1));
+    proto_family(&mut e, "sfu_datagrams_sent_total", "Datagrams (TCP: frames) handed to the kernel by the workers (TCP: queued on the connection).", per_proto(&|w, p| w.meter.sent(p).0));
+    proto_family(&mut e, "sfu_sent_bytes_total", "Bytes of the datagrams (TCP: frames, without their length prefix) sent by the workers.", per_proto(&|w, p| w.meter.sent(p).1));
     e.family(
         "sfu_datagrams_dropped_total",
         Kind::Counter,
-        "Datagrams dropped, by reason: unknown_source (not a verified ICE binding request for a live transport, nor from an address one validated: not routed); socket_queue_overflow (the kernel dropped it because the worker socket's receive queue was full; Linux only).",
+        "Datagrams (TCP: frames) dropped, by reason: unknown_source (not a verified ICE binding request for a live transport, nor from an address one validated: not routed; a TCP connection is closed after it); socket_queue_overflow (the kernel dropped it because the worker's UDP socket receive queue was full; Linux only).",
     );
-    let unknown = sum(&|w| w.core[Ctr::UdpDroppedUnknownSource]);
-    e.sample("sfu_datagrams_dropped_total", &[("protocol", "udp"), ("reason", "unknown_source")], unknown);
+    for p in PROTOCOLS {
+        let unknown = sum(&|w| w.core[Ctr::dropped_unknown_source(p)]);
+        e.sample("sfu_datagrams_dropped_total", &[("protocol", p.as_str()), ("reason", "unknown_source")], unknown);
+    }
     if let Some(d) = &srv.socket_drops {
         e.sample("sfu_datagrams_dropped_total", &[("protocol", "udp"), ("reason", "socket_queue_overflow")], d.iter().sum::<u64>());
     }
@@ -119,7 +124,6 @@ pub fn render(workers: &[WorkerSnapshot], srv: &ServerFigures) -> String {
 mod tests {
     use super::*;
     use crate::metrics::{Counters, Gauges, LoopStats, BUCKETS};
-    use crate::output::Proto;
     use std::collections::{HashMap, HashSet};
 
     fn worker(seed: u64) -> WorkerSnapshot {
@@ -128,7 +132,8 @@ mod tests {
             *v = seed * 100 + i as u64;
         }
         let mut g = Gauges { rooms: seed, peers: 2 * seed, producers: 3 * seed, consumers: 4 * seed, ..Default::default() };
-        g.add_transport(Proto::Udp, TransportState::Connected);
+        g.add_transport(Some(Proto::Udp), TransportState::Connected);
+        g.add_transport(None, TransportState::New);
         let mut meter = LoopStats { busy_ns: 1_500_000_000 * seed, idle_ns: 500_000_000, busy_ratio: 0.25, ..Default::default() };
         meter.received[0] = (10 * seed, 1000 * seed);
         meter.sent[0] = (20 * seed, 2000 * seed);
@@ -185,6 +190,8 @@ mod tests {
         assert_eq!(get("sfu_consumers", ""), "12");
         assert_eq!(get("sfu_transports", "protocol=\"udp\",state=\"connected\""), "2");
         assert_eq!(get("sfu_transports", "protocol=\"udp\",state=\"new\""), "0");
+        assert_eq!(get("sfu_transports", "protocol=\"none\",state=\"new\""), "2");
+        assert_eq!(get("sfu_transports", "protocol=\"tcp\",state=\"connected\""), "0");
         assert_eq!(get("sfu_datagrams_received_total", "protocol=\"udp\""), "30");
         assert_eq!(get("sfu_sent_bytes_total", "protocol=\"udp\""), "6000");
         let unknown = Ctr::UdpDroppedUnknownSource as u64;

@@ -7,12 +7,17 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::SocketAddr;
 
+use crate::output::Proto;
+
+/// Where packets come from: the protocol and the remote address.
+pub type Source = (Proto, SocketAddr);
+
 #[derive(Debug)]
 pub struct Routes<V> {
     by_ufrag: HashMap<String, V>,
-    by_addr: HashMap<SocketAddr, V>,
+    by_addr: HashMap<Source, V>,
     /// Every route of a value, for removal.
-    of: HashMap<V, (Vec<String>, Vec<SocketAddr>)>,
+    of: HashMap<V, (Vec<String>, Vec<Source>)>,
 }
 
 impl<V> Default for Routes<V> {
@@ -43,7 +48,7 @@ impl<V: Copy + Eq + Hash> Routes<V> {
         }
     }
 
-    pub fn add_addr(&mut self, a: SocketAddr, v: V) {
+    pub fn add_addr(&mut self, a: Source, v: V) {
         if let Some(old) = self.by_addr.insert(a, v) {
             if old != v {
                 if let Some((_, addrs)) = self.of.get_mut(&old) {
@@ -67,7 +72,7 @@ impl<V: Copy + Eq + Hash> Routes<V> {
         self.by_ufrag.get(u).copied()
     }
 
-    pub fn by_addr(&self, a: &SocketAddr) -> Option<V> {
+    pub fn by_addr(&self, a: &Source) -> Option<V> {
         self.by_addr.get(a).copied()
     }
 
@@ -105,15 +110,19 @@ mod tests {
 
     #[test]
     fn removal_forgets_every_route_of_a_value_only() {
-        let a: SocketAddr = "127.0.0.1:1000".parse().unwrap();
-        let b: SocketAddr = "127.0.0.1:1001".parse().unwrap();
+        let a = (Proto::Udp, "127.0.0.1:1000".parse().unwrap());
+        let b = (Proto::Udp, "127.0.0.1:1001".parse().unwrap());
+        let b_tcp = (Proto::Tcp, b.1);
         let mut r = Routes::default();
         r.add_ufrag("u1", 1u32);
         r.add_ufrag("u2", 2);
         r.add_addr(a, 1);
         r.add_addr(b, 2);
         r.add_addr(b, 1); // the address moved to 1
+        r.add_addr(b_tcp, 2);
+        assert_eq!(r.by_addr(&b_tcp), Some(2), "the same address over TCP is another source");
         r.remove(2);
+        assert_eq!(r.by_addr(&b_tcp), None);
         assert_eq!(r.by_ufrag("u2"), None);
         assert_eq!(r.by_addr(&b), Some(1), "an address taken over is not removed with its old owner");
         r.remove(1);

@@ -4,9 +4,8 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::time::Duration;
 
 /// Bind a UDP socket on `ip` to the first free port in `min..=max`, starting at a
 /// pseudo-random offset so that several servers spread over the range.
@@ -29,6 +28,27 @@ pub fn bind_in_range(ip: Ipv4Addr, min: u16, max: u16, start_hint: u64) -> io::R
         io::ErrorKind::AddrInUse,
         format!("no free UDP port on {ip} in {min}..={max}"),
     ))
+}
+
+/// Bind a non-blocking TCP listener on `ip`, on `preferred` if it is free (the worker's
+/// UDP port: one port number per worker for firewall rules), else on the next free port
+/// of `min..=max`.
+pub fn bind_tcp_in_range(ip: Ipv4Addr, min: u16, max: u16, preferred: u16) -> io::Result<TcpListener> {
+    let span = (max as u32 - min as u32 + 1) as u64;
+    let start = (preferred.clamp(min, max) - min) as u64;
+    for i in 0..span {
+        let port = min as u64 + (start + i) % span;
+        match TcpListener::bind(SocketAddrV4::new(ip, port as u16)) {
+            Ok(s) => {
+                s.set_nonblocking(true)?;
+                return Ok(s);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::AddrInUse, format!("no free TCP port on {ip} in {min}..={max}")))
 }
 
 /// An eventfd used to wake a worker blocked in `poll`.
@@ -76,43 +96,6 @@ impl Waker {
     pub fn raw(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
-}
-
-/// Wait until the socket is readable, the waker fired, or `timeout` passed.
-/// Returns (socket readable, waker fired).
-pub fn wait(sock: RawFd, waker: RawFd, timeout: Option<Duration>) -> (bool, bool) {
-    let mut fds = [
-        libc::pollfd {
-            fd: sock,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: waker,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    let ms: libc::c_int = match timeout {
-        None => -1,
-        Some(d) => {
-            d.as_millis().min(60_000) as libc::c_int
-                + if d.subsec_nanos() % 1_000_000 != 0 {
-                    1
-                } else {
-                    0
-                }
-        }
-    };
-    // SAFETY: fds is a valid array of 2 pollfd for the duration of the call.
-    let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
-    if n <= 0 {
-        return (false, false);
-    }
-    (
-        fds[0].revents & (libc::POLLIN | libc::POLLERR) != 0,
-        fds[1].revents & libc::POLLIN != 0,
-    )
 }
 
 /// Receive up to `bufs.len()` datagrams with one `recvmmsg` call.

@@ -46,8 +46,9 @@ pub const URI_TOFFSET: &str = "urn:ietf:params:rtp-hdrext:toffset";
 
 /// The room's header extensions. The ids are Chrome's own (and str0m's
 /// `ExtensionMap::standard()`), so a Chrome producer's ids equal the room's
-/// (protocol.md §8.1, §12.4); transport-wide-cc is included so that str0m's TWCC
-/// feedback drives the browser's bandwidth estimation (§12.8).
+/// (docs/PROTOCOL.md, "RTP capabilities and parameters"; str0m fixes the ids per `Rtc`:
+/// docs/ARCHITECTURE.md, "str0m and the protocol"); transport-wide-cc is included so
+/// that str0m's TWCC feedback drives the browser's bandwidth estimation.
 const ROOM_EXTENSIONS: &[(Kind, &str, u8)] = &[
     (Kind::Audio, URI_AUDIO_LEVEL, 1),
     (Kind::Audio, URI_ABS_SEND_TIME, 2),
@@ -77,7 +78,8 @@ const SUPPORTED: &[(Kind, &str, u32, Option<u8>, Option<u8>)] = &[
     (Kind::Video, "H264", 90000, None, None),
 ];
 
-/// Dynamic payload types in mediasoup's order (protocol.md §8.1 step 4).
+/// Dynamic payload types in mediasoup's order (docs/PROTOCOL.md, "RTP capabilities and
+/// parameters").
 fn dynamic_pts() -> impl Iterator<Item = u8> {
     (100..=127).chain(96..=99).chain(77..=95).chain(35..=71)
 }
@@ -232,8 +234,9 @@ impl RoomCaps {
         Self::from_media_codecs(&codecs)
     }
 
-    /// §8.1: each entry must be a supported codec; PTs are assigned in order and every
-    /// video codec gets an RTX codec right after it.
+    /// Each entry must be a supported codec; PTs are assigned in order and every video
+    /// codec gets an RTX codec right after it (docs/PROTOCOL.md, "RTP capabilities and
+    /// parameters").
     pub fn from_media_codecs(list: &Value) -> Result<RoomCaps, String> {
         let list = list.as_array().ok_or("`mediaCodecs` must be an array")?;
         if list.is_empty() {
@@ -440,7 +443,8 @@ impl RoomCaps {
         }
     }
 
-    /// Validate a peer's `join.rtpCapabilities` (§4.2 step 1).
+    /// Validate a peer's `join.rtpCapabilities` (docs/PROTOCOL.md, "RTP capabilities and
+    /// parameters").
     pub fn validate_peer_caps(&self, caps: &RtpCapabilities) -> ReqResult<PeerCaps> {
         let mut out = PeerCaps {
             codecs: Vec::new(),
@@ -506,7 +510,8 @@ impl RoomCaps {
         Ok(out)
     }
 
-    /// §8.3: validate a producer's `rtpParameters` and map them to the room.
+    /// Validate a producer's `rtpParameters` and map them to the room (docs/PROTOCOL.md,
+    /// "Producer mapping").
     pub fn map_producer(&self, kind: Kind, p: &RtpParameters) -> ReqResult<ProducerMapping> {
         let wrong = |m: String| ReqError(format!("wrong RTP parameters: {m}"));
         if let Some(mid) = &p.mux_id {
@@ -660,8 +665,8 @@ impl RoomCaps {
         {
             return Err(wrong("a single encoding must not carry a profile".into()));
         }
-        // Consumable parameters (§8.3): room codecs in the producer's order, each with
-        // its room RTX; mapped extensions minus sdes:mid.
+        // Consumable parameters (docs/PROTOCOL.md, "Consumer parameters"): room codecs in
+        // the producer's order, each with its room RTX; mapped extensions minus sdes:mid.
         for m in &map.codecs {
             let rc = self.codec_by_pt(m.room_pt).expect("mapped");
             map.consumable.push((rc.pt, false));
@@ -709,7 +714,7 @@ pub struct ExtMap {
     pub room_id: u8,
 }
 
-/// The result of mapping a producer's parameters (§8.3).
+/// The result of mapping a producer's parameters (docs/PROTOCOL.md, "Producer mapping").
 #[derive(Debug, Clone, Default)]
 pub struct ProducerMapping {
     pub codecs: Vec<CodecMap>,

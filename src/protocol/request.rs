@@ -159,10 +159,9 @@ pub struct Join {
 pub struct CreateTransport {
     pub id: TransportId,
     /// (dtlsParameters, direction): the direction is declared by the client, or derived
-    /// from the seed shape (see docs/PROTOCOL.md).
+    /// from the seed shape (docs/PROTOCOL.md, "The two accepted shapes").
     pub dtls_and_direction: Field<(Option<DtlsParameters>, Direction)>,
     /// mediasoup v2 transport options (`udp`, `tcp`, `preferUdp`, `preferTcp`).
-    #[allow(dead_code)] // read once transports offer TCP candidates
     pub options: Field<TransportOptions>,
 }
 

@@ -1,4 +1,5 @@
-//! ORTC-style RTP structures of the mediasoup v2 protocol (protocol.md §7).
+//! ORTC-style RTP structures of the mediasoup v2 protocol (docs/PROTOCOL.md, "RTP
+//! capabilities and parameters").
 //!
 //! Decoding is lenient about unknown fields (browsers and client versions add some)
 //! and strict about the types of the fields it uses.

@@ -61,7 +61,7 @@ impl Room {
             }
             MediaEvent::RtxLearned { mid, main, rtx } => self.rtx_learned(tkey, &mid, main, rtx),
             // Routing is the host's; RTP and death are handled by the caller.
-            MediaEvent::RemoteAddr(_) | MediaEvent::Rtp(_) | MediaEvent::Dead(_) => {}
+            MediaEvent::RemoteAddr(..) | MediaEvent::Rtp(_) | MediaEvent::Dead(_) => {}
         }
     }
 
@@ -116,6 +116,23 @@ impl Room {
         }
     }
 
+    /// A producer's losses that were not recovered in time: ask for a keyframe (they
+    /// broke every consumer's picture), and watch the next ones.
+    pub(super) fn check_losses(&mut self, cx: &mut Cx, pkey: ProducerKey) {
+        let Some(p) = self.producers.get_mut(&pkey) else { return };
+        let mut lost = false;
+        for w in p.loss.iter_mut() {
+            lost |= w.expire(cx.now);
+        }
+        let next = p.loss.iter().filter_map(|w| w.deadline()).min();
+        if lost {
+            p.counters.unrecovered += 1;
+            cx.out.log(LogLevel::Debug, module_path!(), || format!("room {}: producer {} lost packets for good: keyframe requested", self.id, p.id));
+            self.request_keyframe_upstream(cx, pkey, false);
+        }
+        self.timers.set(RoomTimer::LossCheck(pkey), next);
+    }
+
     /// Forward one producer packet to every consumer that should get it.
     pub(super) fn forward(&mut self, cx: &mut Cx, tkey: TransportKey, pkt: RtpPacket) {
         let ssrc = *pkt.header.ssrc;
@@ -141,10 +158,24 @@ impl Room {
                 .map(|pk| (*pk, 0))
         });
         let Some((pkey, layer)) = found else { return };
-        let Room { producers, consumers, caps, .. } = self;
+        let Room { producers, consumers, caps, timers, .. } = self;
         let p = producers.get_mut(&pkey).expect("found");
         p.counters.packets += 1;
         p.counters.bytes += pkt.payload.len() as u64;
+        if p.kind == Kind::Video {
+            if p.loss.len() <= layer as usize {
+                p.loss.resize_with(layer as usize + 1, Default::default);
+            }
+            let w = &mut p.loss[layer as usize];
+            let before = w.deadline();
+            w.packet(*pkt.seq_no, cx.now);
+            match w.deadline() {
+                Some(d) if before != Some(d) && timers.get(RoomTimer::LossCheck(pkey)).is_none_or(|t| d < t) => {
+                    timers.set(RoomTimer::LossCheck(pkey), Some(d));
+                }
+                _ => {}
+            }
+        }
         if p.paused {
             return;
         }

@@ -9,7 +9,11 @@ use super::{forward, Consumer, Cx, Peer, Producer, Room, RoomTimer, Transport};
 use crate::error::{ReqError, ReqResult};
 use crate::ids::{ConsumerId, PeerName, ProducerId, ProducerKey, TransportId, TransportKey};
 use crate::ortc::Kind;
-use crate::protocol::request::{CreateProducer, CreateTransport, Direction, EnableConsumer, Join, Profile, StatsOf};
+use crate::media::AnnouncedCandidate;
+use crate::output::Proto;
+use crate::protocol::request::{
+    CreateProducer, CreateTransport, Direction, EnableConsumer, Join, Profile, StatsOf, TransportOptions,
+};
 use crate::protocol::rtp::{DtlsParameters, RtpParameters};
 
 /// The client's fingerprint we use: the last entry with an algorithm str0m
@@ -37,6 +41,38 @@ fn remote_fingerprint(p: &DtlsParameters) -> ReqResult<Fingerprint> {
             fp.algorithm
         ))),
     }
+}
+
+/// The candidates a transport announces under mediasoup v2's options: UDP and/or
+/// passive TCP, the preferred protocol (UDP unless `preferTcp`) at the higher priority,
+/// computed as mediasoup does: 2^24 * 64 + 2^8 * local preference + 255, the local
+/// preference 20000, +5000 for the preferred protocol.
+fn candidates(announced: &[AnnouncedCandidate], o: TransportOptions) -> Vec<Value> {
+    let prefer_tcp = o.prefer_tcp && !o.prefer_udp;
+    announced
+        .iter()
+        .filter(|c| match c.proto {
+            Proto::Udp => o.udp,
+            Proto::Tcp => o.tcp,
+        })
+        .map(|c| {
+            let preferred = (c.proto == Proto::Tcp) == prefer_tcp;
+            let local_pref: u32 = 20_000 + if preferred { 5_000 } else { 0 };
+            let mut v = json!({
+                "foundation": format!("{}candidate", c.proto.as_str()),
+                "priority": (64u32 << 24) + (local_pref << 8) + 255,
+                "ip": c.addr.ip().to_string(),
+                "port": c.addr.port(),
+                "protocol": c.proto.as_str(),
+                "type": "host",
+                "family": if c.addr.is_ipv4() { "ipv4" } else { "ipv6" },
+            });
+            if c.proto == Proto::Tcp {
+                v["tcpType"] = json!("passive");
+            }
+            v
+        })
+        .collect()
 }
 
 /// Our DTLS role from the client's: remote "client" -> we are server; "server" or
@@ -123,7 +159,11 @@ impl Room {
             return Err(ReqError(format!("too many transports for this peer (limit {limit})")));
         }
         let (dtls_parameters, direction) = c.dtls_and_direction.get()?;
-        c.options.get()?;
+        let options = c.options.get()?;
+        let candidates = candidates(&cx.media.env().candidates, options);
+        if candidates.is_empty() {
+            return Err("no candidate for these transport options (TCP is disabled on this server)".into());
+        }
         let remote = match &dtls_parameters {
             Some(d) => Some((remote_fingerprint(d)?, our_dtls_active(d)?)),
             None => None,
@@ -136,23 +176,6 @@ impl Room {
             cx.media.start_dtls(cx.now, key, fp, active, cx.out).map_err(ReqError)?;
             role = if active { "client" } else { "server" };
         }
-        let candidates: Vec<Value> = cx
-            .media
-            .env()
-            .candidates
-            .iter()
-            .map(|c| {
-                json!({
-                    "foundation": "udpcandidate",
-                    "priority": c.priority,
-                    "ip": c.addr.ip().to_string(),
-                    "port": c.addr.port(),
-                    "protocol": "udp",
-                    "type": "host",
-                    "family": if c.addr.is_ipv4() { "ipv4" } else { "ipv6" },
-                })
-            })
-            .collect();
         self.transports.insert(
             key,
             Transport {
@@ -271,6 +294,7 @@ impl Room {
                 stats: None,
                 last_keyframe_request: None,
                 keyframe_pending: false,
+                loss: Vec::new(),
                 counters: Default::default(),
             },
         );
@@ -308,6 +332,7 @@ impl Room {
         p.mapping.codecs = mapping.codecs;
         p.mapping.exts = mapping.exts;
         p.mapping.encodings = mapping.encodings;
+        p.loss.clear();
         self.ssrcs.extend(p.mapping.all_ssrcs());
         let (mid, tk) = (p.mid.clone(), p.transport);
         cx.media.remove_producer(cx.now, tk, &mid, &old, cx.out);

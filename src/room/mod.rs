@@ -11,6 +11,7 @@
 
 mod forward;
 mod handlers;
+mod loss;
 mod stats;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -88,6 +89,8 @@ pub(crate) struct Producer {
     last_keyframe_request: Option<Instant>,
     /// A keyframe request arrived while throttled: sent when the interval ends.
     keyframe_pending: bool,
+    /// Unrecovered losses, per encoding (layer).
+    loss: Vec<loss::LossWatch>,
     counters: StreamCounters,
 }
 
@@ -119,6 +122,8 @@ enum RoomTimer {
     ConsumerStats(ConsumerId),
     /// A throttled keyframe request may go out.
     Keyframe(ProducerKey),
+    /// A producer's oldest loss may have to be given up.
+    LossCheck(ProducerKey),
 }
 
 /// Keyframe requests toward a producer: at most one per this interval (mediasoup: 1/s).
@@ -468,6 +473,7 @@ impl Room {
         }
         self.timers.set(RoomTimer::ProducerStats(pkey), None);
         self.timers.set(RoomTimer::Keyframe(pkey), None);
+        self.timers.set(RoomTimer::LossCheck(pkey), None);
         if let Some(owner) = self.peer_mut(&p.peer) {
             owner.producers.retain(|_, k| *k != pkey);
         }
@@ -600,6 +606,7 @@ impl Room {
             };
             match t {
                 RoomTimer::Keyframe(pk) => self.request_keyframe_upstream(cx, pk, false),
+                RoomTimer::LossCheck(pk) => self.check_losses(cx, pk),
                 RoomTimer::TransportStats(k) => self.emit_transport_stats(cx, k),
                 RoomTimer::ProducerStats(k) => self.emit_producer_stats(cx, k),
                 RoomTimer::ConsumerStats(k) => self.emit_consumer_stats(cx, k),

@@ -53,6 +53,8 @@ pub struct StreamCounters {
     pub nacks: u64,
     pub plis: u64,
     pub firs: u64,
+    /// Losses the producer did not repair in time (a keyframe was requested).
+    pub unrecovered: u64,
     pub loss: Option<f32>,
     pub jitter: Option<u32>,
     pub rtt_ms: Option<f64>,
@@ -72,9 +74,9 @@ impl Room {
         let Some(m) = cx.media.stats(k) else { return };
         let rate = timer.tick(cx.now, m.bytes_received);
         self.timers.set(RoomTimer::TransportStats(k), Some(timer.next));
-        let tuple = m.selected_tuple.map(|(l, r)| {
+        let tuple = m.selected_tuple.map(|(l, r, proto)| {
             json!({"localIP": l.ip().to_string(), "localPort": l.port(), "remoteIP": r.ip().to_string(),
-                   "remotePort": r.port(), "protocol": "udp"})
+                   "remotePort": r.port(), "protocol": proto.as_str()})
         });
         let body = json!({"id": t.id.0, "stats": [{
             "type": "transport", "timestamp": epoch_ms(), "id": t.id.0,

@@ -26,7 +26,7 @@ use crate::ids::{KeyGen, RoomSlot};
 use crate::media::{MediaEnv, MediaEvent, MediaHost};
 use crate::metrics::{Counters, Ctr, Gauges};
 use crate::ortc::RoomCaps;
-use crate::output::{EventKind, HostMessage, Outbox, Output};
+use crate::output::{EventKind, HostMessage, Outbox, Output, Proto};
 use crate::protocol;
 use crate::room::{Cx, Room, RoomSettings};
 use crate::timers::Timers;
@@ -241,15 +241,16 @@ impl WorkerCore {
         }
     }
 
-    /// A datagram received on the worker's socket.
-    pub fn handle_datagram(&mut self, now: Instant, src: SocketAddr, data: &[u8]) {
-        let Some((tk, slot)) = self.media.route(src, data) else {
-            // The worker's socket is UDP; ICE over TCP will pass its protocol here.
-            self.counters[Ctr::UdpDroppedUnknownSource] += 1;
-            return;
+    /// A packet received by the worker: a UDP datagram, or a frame of a TCP connection
+    /// from `src`. Returns whether it was routed to a transport (a TCP connection that
+    /// sends something that is not is closed by the I/O loop).
+    pub fn handle_datagram(&mut self, now: Instant, proto: Proto, src: SocketAddr, data: &[u8]) -> bool {
+        let Some((tk, slot)) = self.media.route(proto, src, data) else {
+            self.counters[Ctr::dropped_unknown_source(proto)] += 1;
+            return false;
         };
         let mut evs = std::mem::take(&mut self.evs);
-        self.media.receive(now, tk, src, data, &mut self.out, &mut evs);
+        self.media.receive(now, tk, proto, src, data, &mut self.out, &mut evs);
         if !evs.is_empty() {
             self.with_room(slot, now, |r, cx| r.handle_media(cx, tk, &mut evs));
             evs.clear();
@@ -258,6 +259,7 @@ impl WorkerCore {
         if self.media.pending_writes() >= MAX_PENDING_WRITES {
             self.drive_engines(now);
         }
+        true
     }
 
     /// Deadlines: rooms' timers, then every engine that is due (those written to since
@@ -339,14 +341,15 @@ pub struct CoreCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::cert;
+    use crate::media::{cert, AnnouncedCandidate};
     use std::time::Duration;
 
     fn core() -> WorkerCore {
         let c = cert::generate().unwrap();
         let env = Arc::new(MediaEnv {
             ice_addr: "127.0.0.1:40000".parse().unwrap(),
-            candidates: vec![],
+            tcp_addr: None,
+            candidates: vec![AnnouncedCandidate { addr: "127.0.0.1:40000".parse().unwrap(), proto: Proto::Udp }],
             fingerprint: cert::fingerprint(&c),
             cert: c,
             transport_timeout: Duration::from_secs(30),
@@ -487,14 +490,13 @@ mod tests {
         messages(&mut c);
         let src: SocketAddr = "127.0.0.9:5000".parse().unwrap();
         for d in [&b"garbage"[..], &[0x80u8; 40][..], &[0x00, 0x01, 0x00, 0x00][..]] {
-            c.handle_datagram(now, src, d);
+            c.handle_datagram(now, Proto::Udp, src, d);
         }
         assert_eq!(c.counters()[Ctr::UdpDroppedUnknownSource], 3);
         let g = c.gauges();
         assert_eq!((g.rooms, g.peers, g.producers, g.consumers), (2, 2, 0, 0));
         use crate::metrics::TransportState;
-        use crate::output::Proto;
-        assert_eq!(g.transports(Proto::Udp, TransportState::New), 1, "{g:?}");
-        assert_eq!(g.transports(Proto::Udp, TransportState::Connected), 0);
+        assert_eq!(g.transports(None, TransportState::New), 1, "{g:?}");
+        assert_eq!(g.transports(Some(Proto::Udp), TransportState::Connected), 0);
     }
 }

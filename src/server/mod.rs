@@ -27,7 +27,7 @@ use crate::log::{LogRecord, LogSink, MAX_QUEUED_RECORDS};
 use crate::media::{cert, AnnouncedCandidate, MediaEnv};
 use crate::metrics::{self, WorkerMetrics};
 use crate::ortc::RoomCaps;
-use crate::output::HostMessage;
+use crate::output::{HostMessage, Proto};
 pub use crate::output::EventKind;
 use crate::protocol;
 use crate::room::RoomSettings;
@@ -120,12 +120,21 @@ impl Server {
                 .port();
             ports.push(port);
             let announced = std::net::SocketAddr::from((cfg.announced_ip(), port));
+            let mut candidates = vec![AnnouncedCandidate { addr: announced, proto: Proto::Udp }];
+            let tcp = if cfg.enable_tcp {
+                let l = crate::net::socket::bind_tcp_in_range(cfg.rtc_ipv4, cfg.rtc_min_port, cfg.rtc_max_port, port)
+                    .map_err(|e| SfuError::Io(format!("binding a TCP socket on {}: {e}", cfg.rtc_ipv4)))?;
+                let tcp_port = l.local_addr().map_err(|e| SfuError::Io(e.to_string()))?.port();
+                let addr = std::net::SocketAddr::from((cfg.announced_ip(), tcp_port));
+                candidates.push(AnnouncedCandidate { addr, proto: Proto::Tcp });
+                Some((l, addr))
+            } else {
+                None
+            };
             let env = Arc::new(MediaEnv {
                 ice_addr: announced,
-                candidates: vec![AnnouncedCandidate {
-                    addr: announced,
-                    priority: 1_078_862_079,
-                }],
+                tcp_addr: tcp.as_ref().map(|t| t.1),
+                candidates,
                 cert: cert.clone(),
                 fingerprint: fingerprint.clone(),
                 transport_timeout: std::time::Duration::from_secs_f64(cfg.transport_timeout_secs),
@@ -143,7 +152,8 @@ impl Server {
                 tx,
                 waker: waker.clone(),
             });
-            starts.push((i, sock, core, rx, waker, wm));
+            let sockets = worker::Sockets { udp: sock, tcp, tcp_limits: cfg.tcp };
+            starts.push((i, sockets, core, rx, waker, wm));
         }
         let inner = Arc::new(Inner {
             cfg,
@@ -161,11 +171,11 @@ impl Server {
             logs_dropped: AtomicU64::new(0),
         });
         let mut threads = Vec::new();
-        for (i, sock, core, rx, waker, wm) in starts {
+        for (i, sockets, core, rx, waker, wm) in starts {
             let inner2 = inner.clone();
             let h = std::thread::Builder::new()
                 .name(format!("sfu-worker-{i}"))
-                .spawn(move || worker::run(sock, core, rx, waker, inner2, wm))
+                .spawn(move || worker::run(sockets, core, rx, waker, inner2, wm))
                 .map_err(|e| SfuError::Io(format!("spawning a worker: {e}")))?;
             threads.push(h);
         }

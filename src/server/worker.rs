@@ -3,7 +3,7 @@
 //! the core's output goes to the socket (`sendmmsg`) and to the notifier thread.
 //! Nothing on the packet path takes a lock.
 
-use std::net::UdpSocket;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,10 +13,14 @@ use crossbeam_channel::{Receiver, Sender};
 use super::core::{Command, CommandResult, WorkerCore};
 use super::notifier::NotifierMsg;
 use super::Inner;
+use crate::config::{LogLevel, TcpLimits};
 use crate::error::SfuError;
+use crate::log::LogRecord;
 use crate::metrics::{LoopMeter, WorkerMetrics};
-use crate::output::{EventKind, HostMessage, Output, Proto};
+use crate::net::poll::{Poller, Ready};
 use crate::net::socket::{self, SendBatch, Waker};
+use crate::net::tcp::{FrameFate, TcpServer};
+use crate::output::{EventKind, HostMessage, Output, Proto};
 use crate::protocol;
 
 /// What the host's calls send a worker.
@@ -45,20 +49,61 @@ const BATCH: usize = 32;
 /// Outputs above which the loop delivers them before reading on (bounds memory and
 /// latency within a batch).
 const MAX_QUEUED_OUTPUTS: usize = 256;
+/// Poll tokens: the UDP socket, the waker, the TCP listener, then TCP connections.
+const TOKEN_UDP: u64 = 0;
+const TOKEN_WAKER: u64 = 1;
+const TOKEN_LISTENER: u64 = 2;
+const FIRST_CONN_TOKEN: u64 = 16;
+/// How often TCP connections are checked against their deadlines.
+const TCP_SWEEP: Duration = Duration::from_secs(1);
+
+/// A worker's sockets: UDP, and the ICE-TCP listener if TCP is enabled.
+pub(crate) struct Sockets {
+    pub udp: UdpSocket,
+    /// The listener (and the address announced for it).
+    pub tcp: Option<(TcpListener, SocketAddr)>,
+    pub tcp_limits: TcpLimits,
+}
 
 pub(crate) fn run(
-    sock: UdpSocket,
+    sockets: Sockets,
     mut core: WorkerCore,
     rx: Receiver<WorkerMsg>,
     waker: Arc<Waker>,
     inner: Arc<Inner>,
     metrics: Arc<WorkerMetrics>,
 ) {
+    // The worker's own records (outside the core): the server's level applies too.
+    let log_error = |inner: &Inner, message: String| {
+        if inner.cfg.log_level.allows(LogLevel::Error) {
+            inner.log_record(LogRecord { level: LogLevel::Error, target: module_path!(), message });
+        }
+    };
+    let poller = match Poller::new() {
+        Ok(p) => p,
+        Err(e) => {
+            log_error(&inner, format!("worker: cannot create its poll set: {e}"));
+            return;
+        }
+    };
+    let tcp = sockets
+        .tcp
+        .map(|(l, _)| TcpServer::new(l, sockets.tcp_limits, TOKEN_LISTENER, FIRST_CONN_TOKEN));
+    let registered = poller
+        .add(sockets.udp.as_raw_fd(), TOKEN_UDP, false)
+        .and_then(|_| poller.add(waker.raw(), TOKEN_WAKER, false))
+        .and_then(|_| tcp.as_ref().map_or(Ok(()), |t| t.register(&poller)));
+    if let Err(e) = registered {
+        log_error(&inner, format!("worker: cannot poll its sockets: {e}"));
+        return;
+    }
     let meter = LoopMeter::new(metrics, Instant::now());
-    let mut io = Io { sock, batch: SendBatch::default(), inner, meter };
+    let mut io = Io { sock: sockets.udp, batch: SendBatch::default(), inner, poller, tcp, meter };
     let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; MAX_DATAGRAM]).collect();
     let mut lens = [0usize; BATCH];
     let mut addrs = [None; BATCH];
+    let mut ready = Vec::new();
+    let mut next_sweep = Instant::now() + TCP_SWEEP;
     loop {
         // 1. Commands.
         waker.clear();
@@ -87,7 +132,7 @@ pub(crate) fn run(
             shutdown_worker(&mut io, &mut core, &rx);
             return;
         }
-        // 2. Datagrams, in batches, bounded per iteration so commands and timers run.
+        // 2. UDP datagrams, in batches, bounded per iteration so commands and timers run.
         for _ in 0..64 {
             let n = socket::recv_batch(&io.sock, &mut bufs, &mut lens, &mut addrs);
             if n == 0 {
@@ -97,7 +142,7 @@ pub(crate) fn run(
             io.meter.received(Proto::Udp, n, lens[..n].iter().sum());
             for i in 0..n {
                 if let Some(src) = addrs[i] {
-                    core.handle_datagram(now, src, &bufs[i][..lens[i]]);
+                    core.handle_datagram(now, Proto::Udp, src, &bufs[i][..lens[i]]);
                     if core.pending_outputs() >= MAX_QUEUED_OUTPUTS {
                         io.deliver(&mut core);
                     }
@@ -110,7 +155,18 @@ pub(crate) fn run(
             io.deliver(&mut core);
             io.meter.batch_done(now);
         }
-        // 3. Deadlines.
+        // 3. TCP: new connections, frames, writable connections.
+        if io.tcp.is_some() {
+            let now = Instant::now();
+            io.handle_tcp(&ready, now, &mut core);
+            if now >= next_sweep {
+                next_sweep = now + TCP_SWEEP;
+                if let Some(t) = io.tcp.as_mut() {
+                    t.sweep(now, &io.poller);
+                }
+            }
+        }
+        // 4. Deadlines.
         let now = Instant::now();
         if core.poll_timeout(now).is_some_and(|t| t <= now) {
             core.handle_timeout(now);
@@ -118,18 +174,19 @@ pub(crate) fn run(
             io.meter.timers();
         }
         let now = Instant::now();
-        let wait = core
+        let mut wait = core
             .poll_timeout(now)
             .map(|t| t.saturating_duration_since(now))
             .unwrap_or(Duration::from_secs(1))
             .min(Duration::from_secs(1));
+        if io.tcp.is_some() {
+            wait = wait.min(next_sweep.saturating_duration_since(now));
+        }
         // Metrics: publish what this iteration counted, before waiting.
         io.meter.publish(now, &core.counters(), || core.gauges());
         let wait = io.meter.cap_wait(now, wait);
-        if !wait.is_zero() {
-            socket::wait(io.sock.as_raw_fd(), waker.raw(), Some(wait));
-            io.meter.woke(Instant::now());
-        }
+        io.poller.wait(wait, &mut ready);
+        io.meter.woke(Instant::now());
     }
 }
 
@@ -137,17 +194,26 @@ struct Io {
     sock: UdpSocket,
     batch: SendBatch,
     inner: Arc<Inner>,
+    poller: Poller,
+    tcp: Option<TcpServer>,
     meter: LoopMeter,
 }
 
 impl Io {
-    /// Everything the core produced: datagrams to the socket, messages to the notifier.
+    /// Everything the core produced: datagrams to the sockets, messages to the notifier.
     fn deliver(&mut self, core: &mut WorkerCore) {
         while let Some(o) = core.poll_output() {
             match o {
                 Output::Transmit(t) => {
                     self.meter.sent(t.proto, t.data.len());
-                    self.batch.push(&self.sock, t.remote, &t.data)
+                    match t.proto {
+                        Proto::Udp => self.batch.push(&self.sock, t.remote, &t.data),
+                        Proto::Tcp => {
+                            if let Some(tcp) = self.tcp.as_mut() {
+                                tcp.send(t.remote, &t.data, &self.poller);
+                            }
+                        }
+                    }
                 }
                 Output::Message(m) => {
                     let _ = self.inner.notify_tx.send(NotifierMsg::Message(m));
@@ -159,6 +225,41 @@ impl Io {
         if !self.batch.is_empty() {
             self.batch.flush(&self.sock);
         }
+    }
+
+    /// The TCP side's readiness from the last wait.
+    fn handle_tcp(&mut self, ready: &[Ready], now: Instant, core: &mut WorkerCore) {
+        for r in ready {
+            let Some(tcp) = self.tcp.as_mut() else { return };
+            if r.token == tcp.listener_token() {
+                tcp.accept(now, &self.poller);
+                continue;
+            }
+            if !tcp.owns(r.token) {
+                continue;
+            }
+            if r.writable {
+                tcp.flush(r.token, &self.poller);
+            }
+            if r.readable || r.closed {
+                let meter = &mut self.meter;
+                tcp.read(r.token, now, &self.poller, |src, frame| {
+                    meter.received(Proto::Tcp, 1, frame.len());
+                    if core.handle_datagram(now, Proto::Tcp, src, frame) {
+                        FrameFate::Routed
+                    } else {
+                        FrameFate::Unrouted
+                    }
+                });
+                if core.pending_outputs() >= MAX_QUEUED_OUTPUTS {
+                    self.deliver(core);
+                }
+            }
+        }
+        if core.poll_timeout(now).is_some_and(|t| t <= now) {
+            core.handle_timeout(now);
+        }
+        self.deliver(core);
     }
 }
 

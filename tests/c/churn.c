@@ -14,7 +14,7 @@
  *   pause/resume producer and consumer, preferred profile, transport stats on/off,
  *   then one of: `leave`; sfu_server_close_peer; closeProducer + closeTransport x2 + leave.
  *
- * Figures printed (docs/reliability.md): cycles, wall time, heap bytes in use
+ * Figures printed (README.md, "Reliability"): cycles, wall time, heap bytes in use
  * (mallinfo2: glibc malloc, which the Rust library uses too) and RSS after the warm-up
  * and at the end, open fds, threads. Without ASan it checks that the heap in use at the
  * end is within 2% + 256 KiB of the heap after warm-up and the RSS within 5% + 1 MiB.
@@ -26,21 +26,10 @@
 
 #define _GNU_SOURCE
 
-#include <dirent.h>
-#include <errno.h>
-#include <inttypes.h>
-#include <malloc.h>
-#include <pthread.h>
-#include <stdatomic.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-#include <unistd.h>
+#include "test_host.h"
 
-#include "sfu.h"
+#include <malloc.h>
+#include <unistd.h>
 
 #if defined(__SANITIZE_ADDRESS__)
 #define UNDER_ASAN 1
@@ -53,115 +42,14 @@
 #define RECYCLE 50
 #define MAX_LANES 8
 
-#define FAIL(...)                                              \
-    do {                                                       \
-        fprintf(stdout, "FAIL %s:%d: ", __FILE__, __LINE__);   \
-        fprintf(stdout, __VA_ARGS__);                          \
-        fprintf(stdout, "\n");                                 \
-        fflush(stdout);                                        \
-        exit(1);                                               \
-    } while (0)
-#define CHECK(c, ...) \
-    do {              \
-        if (!(c)) FAIL(__VA_ARGS__); \
-    } while (0)
-
 /* ------------------------------------------------------------------------- */
 
-typedef struct ev {
-    struct ev *next;
-    int kind;
-    uint64_t request_id;
-    char *json;
-} ev;
-
-typedef struct {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    ev *head, *tail;
-} queue;
-
-static queue lanes_q[MAX_LANES];
-static atomic_long n_callbacks, n_notifications, n_unexpected_host;
+/* One recorder per lane: its responses and the anchor's newConsumer notifications. */
+static th_recorder lanes_q[MAX_LANES];
+static th_checks checks; /* the callback's contract and userdata_free */
+static atomic_long n_notifications, n_unexpected_host;
 static char first_unexpected[512];
 static pthread_mutex_t unexpected_mu = PTHREAD_MUTEX_INITIALIZER;
-static atomic_int userdata_frees;
-
-static struct timespec deadline_in(int ms) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    t.tv_sec += ms / 1000;
-    t.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (t.tv_nsec >= 1000000000L) {
-        t.tv_sec++;
-        t.tv_nsec -= 1000000000L;
-    }
-    return t;
-}
-
-static void q_init(queue *q) {
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&q->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    pthread_mutex_init(&q->mu, NULL);
-    q->head = q->tail = NULL;
-}
-
-static void q_destroy(queue *q) {
-    for (ev *e = q->head; e;) {
-        ev *n = e->next;
-        free(e->json);
-        free(e);
-        e = n;
-    }
-    q->head = q->tail = NULL;
-    pthread_cond_destroy(&q->cv);
-    pthread_mutex_destroy(&q->mu);
-}
-
-static void q_push(queue *q, int kind, uint64_t id, const char *json) {
-    ev *e = calloc(1, sizeof *e);
-    CHECK(e, "out of memory");
-    e->kind = kind;
-    e->request_id = id;
-    e->json = strdup(json);
-    CHECK(e->json, "out of memory");
-    pthread_mutex_lock(&q->mu);
-    if (q->tail) q->tail->next = e;
-    else q->head = e;
-    q->tail = e;
-    pthread_cond_broadcast(&q->cv);
-    pthread_mutex_unlock(&q->mu);
-}
-
-/* Remove and return the first event of `kind` (and `id` for responses). */
-static ev *q_take(queue *q, int kind, uint64_t id) {
-    struct timespec dl = deadline_in(WAIT_MS);
-    ev *found = NULL;
-    pthread_mutex_lock(&q->mu);
-    for (;;) {
-        ev *prev = NULL;
-        for (ev *e = q->head; e; prev = e, e = e->next) {
-            if (e->kind == kind && (kind != SFU_EVENT_KIND_RESPONSE || e->request_id == id)) {
-                if (prev) prev->next = e->next;
-                else q->head = e->next;
-                if (q->tail == e) q->tail = prev;
-                found = e;
-                break;
-            }
-        }
-        if (found || pthread_cond_timedwait(&q->cv, &q->mu, &dl) == ETIMEDOUT) break;
-    }
-    pthread_mutex_unlock(&q->mu);
-    return found;
-}
-
-static void ev_free(ev *e) {
-    free(e->json);
-    free(e);
-}
 
 /* Rooms are "churn-<lane>"; the anchor of every room is "anchor". */
 static int lane_of(const char *room) {
@@ -172,17 +60,19 @@ static int lane_of(const char *room) {
 
 static void on_event(void *ud, sfu_event_kind kind, const char *room, const char *peer, uint64_t request_id,
                      const char *json, size_t json_len) {
-    (void)ud;
-    (void)json_len;
-    atomic_fetch_add(&n_callbacks, 1);
+    th_checks *c = ud;
+    if (!th_callback_enter(c, kind, room, peer, request_id, json, json_len)) {
+        th_callback_leave(c);
+        return;
+    }
     int l = lane_of(room);
     if (kind == SFU_EVENT_KIND_RESPONSE) {
         CHECK(l >= 0, "a response for room %s", room);
-        q_push(&lanes_q[l], SFU_EVENT_KIND_RESPONSE, request_id, json);
+        th_recorder_push(&lanes_q[l], th_event_new(kind, room, peer, request_id, json));
     } else if (kind == SFU_EVENT_KIND_NOTIFICATION) {
         atomic_fetch_add(&n_notifications, 1);
-        if (l >= 0 && !strcmp(peer, "anchor") && strstr(json, "\"method\":\"newConsumer\""))
-            q_push(&lanes_q[l], SFU_EVENT_KIND_NOTIFICATION, 0, json);
+        if (l >= 0 && !strcmp(peer, "anchor") && th_json_method_is(json, "newConsumer"))
+            th_recorder_push(&lanes_q[l], th_event_new(kind, room, peer, request_id, json));
     } else {
         /* No host event is expected: no notification fails, no transport times out. */
         if (atomic_fetch_add(&n_unexpected_host, 1) == 0) {
@@ -191,28 +81,26 @@ static void on_event(void *ud, sfu_event_kind kind, const char *room, const char
             pthread_mutex_unlock(&unexpected_mu);
         }
     }
+    th_callback_leave(c);
 }
 
-static void on_free(void *ud) {
-    (void)ud;
-    atomic_fetch_add(&userdata_frees, 1);
-}
+static void on_free(void *ud) { th_userdata_freed(ud); }
 
 /* ------------------------------------------------------------------------- */
 
 static sfu_server *srv;
 static char *room_caps; /* the room's rtpCapabilities, as a JSON text */
-static atomic_uint_fast64_t next_id = 1;
+static th_ids request_ids;
 
 typedef struct {
     uint64_t ids[16];
     int n;
-    queue *q;
+    th_recorder *q;
     const char *room;
 } batch;
 
 static void send_req(batch *b, const char *peer, const char *json) {
-    uint64_t id = atomic_fetch_add(&next_id, 1);
+    uint64_t id = th_ids_take(&request_ids);
     sfu_result r = sfu_server_request(srv, b->room, peer, id, json);
     CHECK(r == SFU_RESULT_OK, "sfu_server_request: %d %s", (int)r, sfu_last_error());
     CHECK(b->n < 16, "batch full");
@@ -229,7 +117,7 @@ static void send_note(const char *room, const char *peer, const char *json) {
 static char *wait_batch(batch *b, bool keep_first) {
     char *first = NULL;
     for (int i = 0; i < b->n; i++) {
-        ev *e = q_take(b->q, SFU_EVENT_KIND_RESPONSE, b->ids[i]);
+        th_event *e = th_wait_response(b->q, b->ids[i], WAIT_MS);
         CHECK(e, "no response to request %" PRIu64 " in room %s within %d ms", b->ids[i], b->room, WAIT_MS);
         CHECK(strncmp(e->json, "{\"data\":", 8) == 0 && strstr(e->json, "\"ok\":true"), "request failed: %s",
               e->json);
@@ -237,7 +125,7 @@ static char *wait_batch(batch *b, bool keep_first) {
             first = e->json;
             e->json = NULL;
         }
-        ev_free(e);
+        th_event_free(e);
     }
     b->n = 0;
     return first;
@@ -367,14 +255,14 @@ static void cycle(batch *b, unsigned i) {
     wait_batch(b, false);
     /* the anchor consumes p<i> */
     for (int k = 0; k < 2; k++) {
-        ev *e = q_take(b->q, SFU_EVENT_KIND_NOTIFICATION, 0);
+        th_event *e = th_wait_notification(b->q, "anchor", "newConsumer", WAIT_MS);
         CHECK(e, "no newConsumer for the anchor in %s (cycle %u)", b->room, i);
         uint64_t cid;
         CHECK(consumer_ids(e->json, &cid, 1) == 1, "no consumer id in %s", e->json);
         char want[48];
         snprintf(want, sizeof want, "\"peerName\":\"%s\"", peer);
         CHECK(strstr(e->json, want), "newConsumer of another peer: %s", e->json);
-        ev_free(e);
+        th_event_free(e);
         enable(b, "anchor", cid);
     }
     wait_batch(b, false);
@@ -462,23 +350,6 @@ static size_t heap_in_use(void) {
     return m.uordblks + m.hblkhd;
 }
 
-static int count_dir(const char *path) {
-    DIR *d = opendir(path);
-    int n = 0;
-    if (!d) return -1;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.') n++;
-    closedir(d);
-    return n;
-}
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + t.tv_nsec / 1e9;
-}
-
 /* The room's rtpCapabilities from queryRoom, used as the clients' capabilities
  * (a client supporting everything the room offers). */
 static char *query_caps(void) {
@@ -515,12 +386,14 @@ int main(int argc, char **argv) {
     unsigned warm = per_lane / 10;
     warm -= warm % RECYCLE;
     if (warm < RECYCLE) warm = RECYCLE;
-    int passed = 0;
 
-    for (int l = 0; l < MAX_LANES; l++) q_init(&lanes_q[l]);
-    int threads0 = count_dir("/proc/self/task"), fds0 = count_dir("/proc/self/fd");
+    th_begin("churn cycles: every request answered ok, no unexpected host event");
+    for (int l = 0; l < MAX_LANES; l++) th_recorder_init(&lanes_q[l]);
+    th_checks_init(&checks);
+    th_ids_init(&request_ids, 1);
+    int threads0 = th_count_threads(), fds0 = th_count_fds();
     sfu_result r = sfu_server_new("{\"numWorkers\":2,\"rtcIPv4\":\"127.0.0.1\",\"transportTimeout\":3600}", on_event,
-                                  NULL, on_free, &srv);
+                                  &checks, on_free, &srv);
     CHECK(r == SFU_RESULT_OK, "sfu_server_new: %s", sfu_last_error());
     room_caps = query_caps();
     for (int l = 0; l < lanes; l++) {
@@ -530,12 +403,12 @@ int main(int argc, char **argv) {
         room_up(&b);
     }
 
-    double t0 = now_s();
+    double t0 = th_now_s();
     run_lanes(lanes, 0, warm);
-    double t1 = now_s();
+    double t1 = th_now_s();
     size_t heap_before = heap_in_use();
     long rss_before = rss_kib();
-    int fds_before = count_dir("/proc/self/fd"), threads_before = count_dir("/proc/self/task");
+    int fds_before = th_count_fds(), threads_before = th_count_threads();
     printf("warm-up: %u cycles (%u per lane) in %.2f s; heap in use %zu bytes, RSS %ld KiB, %d fds, %d threads\n",
            warm * lanes, warm, t1 - t0, heap_before, rss_before, fds_before, threads_before);
 #ifdef CHURN_SELFTEST_LEAK
@@ -548,13 +421,13 @@ int main(int argc, char **argv) {
 #endif
 
     run_lanes(lanes, warm, per_lane);
-    double t2 = now_s();
+    double t2 = th_now_s();
     size_t heap_after = heap_in_use();
     long rss_after = rss_kib();
-    int fds_after = count_dir("/proc/self/fd"), threads_after = count_dir("/proc/self/task");
+    int fds_after = th_count_fds(), threads_after = th_count_threads();
     unsigned total = per_lane * (unsigned)lanes;
     printf("churn: %u cycles (%u lanes x %u) in %.2f s (%.0f cycles/s); %ld callbacks, %ld notifications\n",
-           total, lanes, per_lane, t2 - t0, total / (t2 - t0), (long)atomic_load(&n_callbacks),
+           total, lanes, per_lane, t2 - t0, total / (t2 - t0), (long)atomic_load(&checks.calls),
            (long)atomic_load(&n_notifications));
 #if UNDER_ASAN
     (void)heap_after;
@@ -569,35 +442,41 @@ int main(int argc, char **argv) {
 #endif
     CHECK(atomic_load(&n_unexpected_host) == 0, "%ld unexpected host events, the first: %s",
           (long)atomic_load(&n_unexpected_host), first_unexpected);
-    passed++;
+    th_check_callbacks(&checks, "churn");
+    th_end();
+
+    th_begin("no fd or thread grows over the cycles");
     CHECK(fds_after == fds_before, "fds grew from %d to %d", fds_before, fds_after);
     CHECK(threads_after == threads_before, "threads grew from %d to %d", threads_before, threads_after);
-    passed++;
+    th_end();
 #if UNDER_ASAN
+    th_begin("LeakSanitizer finds no leak while the server runs");
     /* Unreachable blocks while the server still runs (between the cycles and the free). */
     int leaked = __lsan_do_recoverable_leak_check();
     printf("LeakSanitizer with the server running: %s\n", leaked ? "LEAKS" : "no leak");
     CHECK(!leaked, "LeakSanitizer found leaks while the server runs (see above)");
-    passed++;
+    th_end();
 #else
+    th_begin("heap and RSS stay put after the warm-up");
     /* Heap and RSS after the warm-up vs at the end. */
     CHECK((double)heap_after <= (double)heap_before * 1.02 + 256 * 1024,
           "heap in use grew from %zu to %zu bytes over %u cycles", heap_before, heap_after, total - warm * lanes);
     CHECK((double)rss_after <= (double)rss_before * 1.05 + 1024, "RSS grew from %ld to %ld KiB", rss_before,
           rss_after);
-    passed++;
+    th_end();
 #endif
 
-    sfu_server_free(srv);
-    CHECK(atomic_load(&userdata_frees) == 1, "userdata_free ran %d times", atomic_load(&userdata_frees));
-    int threads_end = count_dir("/proc/self/task"), fds_end = count_dir("/proc/self/fd");
+    th_begin("sfu_server_free: userdata_free once, no callback after, no thread or fd left");
+    th_server_free(&checks, srv);
+    th_check_freed(&checks, "sfu_server_free", 100);
+    int threads_end = th_count_threads(), fds_end = th_count_fds();
     printf("after sfu_server_free: %d threads (%d before sfu_server_new), %d fds (%d before)\n", threads_end, threads0,
            fds_end, fds0);
-    CHECK(threads_end == threads0, "library threads left: %d, want %d", threads_end, threads0);
+    th_check_no_library_threads(threads0, "after sfu_server_free");
     CHECK(fds_end == fds0, "fds left: %d, want %d", fds_end, fds0);
-    passed++;
+    th_end();
     free(room_caps);
-    for (int l = 0; l < MAX_LANES; l++) q_destroy(&lanes_q[l]);
-    printf("%d passed, 0 failed\n", passed);
-    return 0;
+    for (int l = 0; l < MAX_LANES; l++) th_recorder_destroy(&lanes_q[l]);
+    th_checks_destroy(&checks);
+    return th_finish();
 }

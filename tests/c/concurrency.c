@@ -26,35 +26,12 @@
 
 #define _GNU_SOURCE
 
+#include "test_host.h"
+
 #include <arpa/inet.h>
-#include <dirent.h>
-#include <inttypes.h>
 #include <netinet/in.h>
-#include <pthread.h>
-#include <stdatomic.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
-
-#include "sfu.h"
-
-#define FAIL(...)                                              \
-    do {                                                       \
-        fprintf(stdout, "FAIL %s:%d: ", __FILE__, __LINE__);   \
-        fprintf(stdout, __VA_ARGS__);                          \
-        fprintf(stdout, "\n");                                 \
-        fflush(stdout);                                        \
-        exit(1);                                               \
-    } while (0)
-#define CHECK(c, ...)                \
-    do {                             \
-        if (!(c)) FAIL(__VA_ARGS__); \
-    } while (0)
 
 #define MAX_IDS (1u << 22)
 #define THREADS 8
@@ -63,14 +40,13 @@
 /* Per request id: accepted by sfu_server_request (1) and responses received. */
 static atomic_uchar accepted[MAX_IDS];
 static atomic_uchar responses[MAX_IDS];
-static atomic_uint next_id = 1;
+static th_ids request_ids; /* from 1 */
 
 typedef struct {
     sfu_server *srv;
-    atomic_int in_cb, overlapping, other_thread, bad, frees, after_free, reentrant_left;
-    atomic_bool free_returned, have_thread;
-    pthread_t cb_thread;
-    atomic_long calls, unexpected_ids;
+    th_checks checks; /* the callback's contract and userdata_free */
+    atomic_int reentrant_left;
+    atomic_long unexpected_ids;
 } host;
 
 static uint64_t rnd(uint64_t *s) {
@@ -80,56 +56,10 @@ static uint64_t rnd(uint64_t *s) {
     return *s;
 }
 
-static int count_threads(void) {
-    DIR *d = opendir("/proc/self/task");
-    int n = 0;
-    struct dirent *e;
-    while (d && (e = readdir(d)))
-        if (e->d_name[0] != '.') n++;
-    if (d) closedir(d);
-    return n;
-}
-
-/* Threads of this process named sfu-* (the library's workers and notifier). */
-static int count_sfu_threads(void) {
-    DIR *d = opendir("/proc/self/task");
-    int n = 0;
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        char path[300], comm[64] = "";
-        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (f) {
-            if (!fgets(comm, sizeof comm, f)) comm[0] = 0;
-            fclose(f);
-        }
-        if (!strncmp(comm, "sfu-", 4)) n++;
-    }
-    if (d) closedir(d);
-    return n;
-}
-
-/* No library thread left: none named sfu-*, and (without ThreadSanitizer, which starts
- * a background thread of its own) as many threads as before. */
-static void check_threads(int before, const char *what) {
-    CHECK(count_sfu_threads() == 0, "%s: %d library threads left", what, count_sfu_threads());
-#if !defined(__SANITIZE_THREAD__)
-    CHECK(count_threads() == before, "%s: %d threads left, want %d", what, count_threads(), before);
-#else
-    (void)before;
-#endif
-}
-
-static void sleep_ms(int ms) {
-    struct timespec t = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&t, NULL);
-}
-
 static unsigned take_id(void) {
-    unsigned id = atomic_fetch_add(&next_id, 1);
+    uint64_t id = th_ids_take(&request_ids);
     CHECK(id < MAX_IDS, "out of request ids");
-    return id;
+    return (unsigned)id;
 }
 
 /* A request; records it when accepted. Returns the call's result. */
@@ -146,23 +76,15 @@ static sfu_result request(host *h, sfu_server *s, const char *room, const char *
 static void on_event(void *ud, sfu_event_kind kind, const char *room, const char *peer, uint64_t request_id,
                      const char *json, size_t json_len) {
     host *h = ud;
-    atomic_fetch_add(&h->calls, 1);
-    if (atomic_fetch_add(&h->in_cb, 1) != 0) atomic_fetch_add(&h->overlapping, 1);
-    if (atomic_load(&h->free_returned)) atomic_fetch_add(&h->after_free, 1);
-    if (!atomic_load(&h->have_thread)) {
-        h->cb_thread = pthread_self();
-        atomic_store(&h->have_thread, true);
-    } else if (!pthread_equal(h->cb_thread, pthread_self())) {
-        atomic_fetch_add(&h->other_thread, 1);
+    if (!th_callback_enter(&h->checks, kind, room, peer, request_id, json, json_len)) {
+        th_callback_leave(&h->checks);
+        return;
     }
-    if (!room || !peer || !json || strlen(json) != json_len || json[0] != '{') atomic_fetch_add(&h->bad, 1);
     if (kind == SFU_EVENT_KIND_RESPONSE) {
         if (request_id == 0 || request_id >= MAX_IDS || !atomic_load(&accepted[request_id]))
             atomic_fetch_add(&h->unexpected_ids, 1);
         else
             atomic_fetch_add(&responses[request_id], 1);
-    } else if (request_id != 0) {
-        atomic_fetch_add(&h->bad, 1);
     }
     /* Re-entrancy: a few requests from inside the callback. */
     if (kind == SFU_EVENT_KIND_NOTIFICATION && strstr(json, "\"newPeer\"") &&
@@ -170,12 +92,12 @@ static void on_event(void *ud, sfu_event_kind kind, const char *room, const char
         request(h, h->srv, room, peer, "{\"method\":\"queryRoom\",\"target\":\"room\"}");
         sfu_server_notify(h->srv, room, peer, "{\"method\":\"pauseProducer\",\"notification\":true,\"id\":1}");
     }
-    atomic_fetch_sub(&h->in_cb, 1);
+    th_callback_leave(&h->checks);
 }
 
 static void on_free(void *ud) {
     host *h = ud;
-    atomic_fetch_add(&h->frees, 1);
+    th_userdata_freed(&h->checks);
 }
 
 static const char *REQUESTS[] = {
@@ -239,7 +161,7 @@ static void *flood_main(void *arg) {
         default: break;               /* garbage */
         }
         if (sendto(fd, buf, n, 0, (struct sockaddr *)&to, sizeof to) > 0) f->sent++;
-        if (i % 64 == 0) sleep_ms(1);
+        if (i % 64 == 0) th_sleep_ms(1);
     }
     close(fd);
     return NULL;
@@ -323,17 +245,16 @@ static void *mixed_main(void *arg) {
 
 static void host_init(host *h) {
     memset(h, 0, sizeof *h);
+    th_checks_init(&h->checks);
     atomic_store(&h->reentrant_left, 50);
 }
 
+/* After the free: the callback's contract, userdata_free, no response to an id never
+ * accepted. */
 static void check_host(host *h, const char *what) {
-    CHECK(atomic_load(&h->overlapping) == 0, "%s: the callback ran concurrently with itself", what);
-    CHECK(atomic_load(&h->other_thread) == 0, "%s: the callback ran on two threads", what);
-    CHECK(atomic_load(&h->bad) == 0, "%s: bad callback arguments", what);
     CHECK(atomic_load(&h->unexpected_ids) == 0, "%s: responses to ids never accepted", what);
-    CHECK(atomic_load(&h->frees) == 1, "%s: userdata_free ran %d times", what, atomic_load(&h->frees));
-    CHECK(atomic_load(&h->after_free) == 0, "%s: %d callbacks after sfu_server_free returned", what,
-          atomic_load(&h->after_free));
+    th_check_freed(&h->checks, what, 0);
+    th_checks_destroy(&h->checks);
 }
 
 /* Every accepted id in [from, to) has exactly one response. */
@@ -386,14 +307,23 @@ static int local_udp_ports(int *ports, int max) {
 
 static const char CONFIG[] = "{\"numWorkers\":2,\"rtcIPv4\":\"127.0.0.1\"}";
 
+/* Every request accepted from `*first` on has its response. */
+static bool all_answered(void *first) {
+    unsigned last = (unsigned)th_ids_peek(&request_ids);
+    for (unsigned id = *(unsigned *)first; id < last; id++)
+        if (atomic_load(&accepted[id]) && !atomic_load(&responses[id])) return false;
+    return true;
+}
+
 static void test_mixed(void) {
-    int threads0 = count_threads();
+    th_begin("mixed calls from 8 threads");
+    int threads0 = th_count_threads();
     host h;
     host_init(&h);
     sfu_result r = sfu_server_new(CONFIG, on_event, &h, on_free, &h.srv);
     CHECK(r == SFU_RESULT_OK, "sfu_server_new: %s", sfu_last_error());
     for (int i = 0; i < 4; i++) CHECK(sfu_server_create_room(h.srv, ROOMS[i], NULL) == SFU_RESULT_OK, "room");
-    unsigned first = atomic_load(&next_id);
+    unsigned first = (unsigned)th_ids_peek(&request_ids);
     atomic_bool stop = false;
     int ports[8];
     int np = local_udp_ports(ports, 8);
@@ -410,30 +340,25 @@ static void test_mixed(void) {
         CHECK(pthread_create(&th[k], NULL, mixed_main, &wa[k]) == 0, "pthread_create");
     }
     for (int k = 0; k < THREADS; k++) pthread_join(th[k], NULL);
-    /* Wait (bounded) until every accepted request is answered, then free. */
-    for (int t = 0; t < 2000; t++) {
-        unsigned last = atomic_load(&next_id);
-        bool done = true;
-        for (unsigned id = first; id < last && done; id++)
-            if (atomic_load(&accepted[id]) && !atomic_load(&responses[id])) done = false;
-        if (done) break;
-        sleep_ms(10);
-    }
+    /* Wait (at most 20 s) until every accepted request is answered, then free (which
+     * answers the rest: the counts below are final either way). */
+    th_poll(all_answered, &first, 20000, 10);
     atomic_store(&stop, true);
     long sent = 0;
     for (int i = 0; i < np; i++) {
         pthread_join(fl[i], NULL);
         sent += fa[i].sent;
     }
-    sfu_server_free(h.srv);
-    atomic_store(&h.free_returned, true);
+    th_server_free(&h.checks, h.srv);
     unsigned n_acc;
-    check_responses(first, atomic_load(&next_id), "mixed", &n_acc);
+    check_responses(first, (unsigned)th_ids_peek(&request_ids), "mixed", &n_acc);
+    long calls = atomic_load(&h.checks.calls);
     check_host(&h, "mixed");
-    check_threads(threads0, "mixed");
+    th_check_no_library_threads(threads0, "mixed");
     printf("mixed: %d threads x %d calls, %u requests answered once each, %ld callbacks, %ld datagrams to %d "
            "ports\n",
-           THREADS, CALLS, n_acc, (long)atomic_load(&h.calls), sent, np);
+           THREADS, CALLS, n_acc, calls, sent, np);
+    th_end();
 }
 
 /* ------------------------------------------------------------------------- */
@@ -458,7 +383,7 @@ static void *traffic_main(void *arg) {
         else r = sfu_server_notify(t->s, room, peer, NOTIFICATIONS[(x >> 32) % N(NOTIFICATIONS)]);
         CHECK(r == SFU_RESULT_OK || r == SFU_RESULT_SERVER_CLOSED, "traffic: %d %s", (int)r, sfu_last_error());
         if (r == SFU_RESULT_SERVER_CLOSED) closed_seen++, t->after_close++;
-        if (i % 16 == 0) sleep_ms(0);
+        if (i % 16 == 0) th_sleep_ms(0);
     }
     CHECK(closed_seen == 50, "traffic thread never saw the server closed");
     return NULL;
@@ -473,24 +398,24 @@ static void *rooms_main(void *arg) {
         r = sfu_server_create_room(t->s, ROOMS[i % 2], NULL);
         if (r == SFU_RESULT_SERVER_CLOSED) break;
         CHECK(r == SFU_RESULT_OK || r == SFU_RESULT_ROOM_EXISTS, "create_room: %d %s", (int)r, sfu_last_error());
-        sleep_ms(1);
+        th_sleep_ms(1);
     }
     return NULL;
 }
 
 static void *free_main(void *arg) {
     host *h = arg;
-    sfu_server_free(h->srv);
-    atomic_store(&h->free_returned, true);
+    th_server_free(&h->checks, h->srv);
     return NULL;
 }
 
 static void test_free_under_traffic(int rounds) {
+    th_begin("two servers freed under traffic");
     long total_after_close = 0, total_datagrams = 0;
     unsigned total_accepted = 0;
     for (int round = 0; round < rounds; round++) {
-        int threads0 = count_threads();
-        unsigned first = atomic_load(&next_id);
+        int threads0 = th_count_threads();
+        unsigned first = (unsigned)th_ids_peek(&request_ids);
         host h[2];
         traffic_arg ta[2][3];
         pthread_t th[2][3], fl[8], fr[2];
@@ -514,11 +439,11 @@ static void test_free_under_traffic(int rounds) {
                 CHECK(pthread_create(&th[s][k], NULL, k == 2 ? rooms_main : traffic_main, &ta[s][k]) == 0, "pthread_create");
             }
         uint64_t seed = 0xABCDEFull + (uint64_t)round;
-        sleep_ms((int)(rnd(&seed) % 31));
+        th_sleep_ms((int)(rnd(&seed) % 31));
         for (int s = 0; s < 2; s++) CHECK(pthread_create(&fr[s], NULL, free_main, &h[s]) == 0, "pthread_create");
         for (int s = 0; s < 2; s++) pthread_join(fr[s], NULL);
         /* Both servers are freed: the responses are final now. */
-        unsigned last = atomic_load(&next_id);
+        unsigned last = (unsigned)th_ids_peek(&request_ids);
         for (int s = 0; s < 2; s++)
             for (int k = 0; k < 3; k++) {
                 pthread_join(th[s][k], NULL);
@@ -533,24 +458,22 @@ static void test_free_under_traffic(int rounds) {
         check_responses(first, last, "free-under-traffic", &acc);
         /* Requests after `last` were all refused (SERVER_CLOSED): none accepted. */
         unsigned acc_late;
-        check_responses(last, atomic_load(&next_id), "free-under-traffic (late)", &acc_late);
+        check_responses(last, (unsigned)th_ids_peek(&request_ids), "free-under-traffic (late)", &acc_late);
         CHECK(acc_late == 0, "%u requests accepted after sfu_server_free returned", acc_late);
         total_accepted += acc;
         for (int s = 0; s < 2; s++) check_host(&h[s], "free-under-traffic");
-        check_threads(threads0, "free-under-traffic");
+        th_check_no_library_threads(threads0, "free-under-traffic");
     }
     printf("free-under-traffic: %d rounds x 2 servers freed at once, %u accepted requests answered once each, "
            "%ld calls refused with SERVER_CLOSED after the free, %ld datagrams\n",
            rounds, total_accepted, total_after_close, total_datagrams);
+    th_end();
 }
 
 int main(int argc, char **argv) {
     int rounds = argc > 1 ? atoi(argv[1]) : 10;
-    int passed = 0;
+    th_ids_init(&request_ids, 1);
     test_mixed();
-    passed++;
     test_free_under_traffic(rounds);
-    passed++;
-    printf("%d passed, 0 failed\n", passed);
-    return 0;
+    return th_finish();
 }

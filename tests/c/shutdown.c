@@ -21,69 +21,21 @@
  *       -Iinclude tests/c/shutdown.c -Ltarget/release -lsfu \
  *       -Wl,-rpath,$PWD/target/release -lpthread
  *
+ * The checks, waits and the callback bookkeeping of 2 and 3 are tests/c/test_host.h's;
+ * the in-callback free of 1 has its own (the free runs inside the callback).
+ *
  * Exits 1 with "FAIL ..." on the first failed check; the last line on success is
  * "N passed, 0 failed". Every wait is bounded.
  */
 
 #define _POSIX_C_SOURCE 200809L
 
-#include <inttypes.h>
-#include <pthread.h>
-#include <stdatomic.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-
-#include "sfu.h"
-
-static const char *current_test = "?";
-static int passed;
-
-#define CHECK(cond, ...)                                                              \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            fprintf(stdout, "FAIL [%s] %s:%d: %s: ", current_test, __FILE__, __LINE__, \
-                    #cond);                                                           \
-            fprintf(stdout, __VA_ARGS__);                                             \
-            fprintf(stdout, "\n");                                                    \
-            fflush(stdout);                                                           \
-            exit(1);                                                                  \
-        }                                                                             \
-    } while (0)
-
-#define CHECK_RESULT(call, want)                                                        \
-    do {                                                                                \
-        sfu_result r_ = (call);                                                         \
-        CHECK(r_ == (want), "%s returned %d, want %d (%s); sfu_last_error: \"%s\"", #call, \
-              (int)r_, (int)(want), #want, sfu_last_error());                           \
-    } while (0)
+#include "test_host.h"
 
 /* Every wait is bounded by this. */
 #define WAIT_MS 10000
 
 static const char QUERY_ROOM[] = "{\"method\":\"queryRoom\",\"target\":\"room\"}";
-
-static void sleep_ms(long ms) {
-    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&t, NULL);
-}
-
-/* Polls `*v` until it is at least `want`, for at most `ms`. */
-static bool wait_atomic_at_least(atomic_int *v, int want, int ms) {
-    for (int waited = 0; atomic_load(v) < want && waited < ms; waited += 5) sleep_ms(5);
-    return atomic_load(v) >= want;
-}
-
-static void begin(const char *name) { current_test = name; }
-
-static void end(void) {
-    passed++;
-    printf("ok - %s\n", current_test);
-    fflush(stdout);
-}
 
 /* ------------------------------------------------------------------------- */
 /* 1. sfu_server_free from inside the callback                                 */
@@ -121,7 +73,7 @@ static void cbfree_on_event(void *userdata, sfu_event_kind kind, const char *roo
                (c->trigger == FREE_ON_HOST_EVENT && kind == SFU_EVENT_KIND_HOST)) {
         /* Free only once the host has queued everything: the events behind this one
          * are then really queued (the notifier's queue is one FIFO). */
-        if (!wait_atomic_at_least(&c->all_queued, 1, WAIT_MS)) atomic_fetch_add(&c->bad_result, 1);
+        if (!th_wait_at_least(&c->all_queued, 1, WAIT_MS)) atomic_fetch_add(&c->bad_result, 1);
         sfu_server_free(c->s);
         atomic_store(&c->freed_in_cb, 1);
         /* Still inside the callback: the handle is already dead for every call. */
@@ -170,14 +122,14 @@ static void free_in_callback_case(free_trigger trigger, int queued_behind) {
     }
     atomic_store(&c->all_queued, 1);
 
-    CHECK(wait_atomic_at_least(&c->freeing_cb_done, 1, WAIT_MS), "the callback freed the server within %d ms",
+    CHECK(th_wait_at_least(&c->freeing_cb_done, 1, WAIT_MS), "the callback freed the server within %d ms",
           WAIT_MS);
-    CHECK(wait_atomic_at_least(&c->frees, 1, WAIT_MS),
+    CHECK(th_wait_at_least(&c->frees, 1, WAIT_MS),
           "userdata_free ran within %d ms after sfu_server_free was called from the callback "
           "(%d events were queued behind the freeing one; %d callbacks so far)",
           WAIT_MS, queued_behind, atomic_load(&c->calls));
     int calls = atomic_load(&c->calls);
-    sleep_ms(150);
+    th_sleep_ms(150);
     CHECK(atomic_load(&c->late_calls) == 0, "%d callbacks ran after sfu_server_free returned in the callback",
           atomic_load(&c->late_calls));
     CHECK(atomic_load(&c->calls) == calls, "a callback ran after userdata_free");
@@ -198,19 +150,19 @@ static void free_in_callback_case(free_trigger trigger, int queued_behind) {
 }
 
 static void test_free_in_callback(void) {
-    begin("sfu_server_free inside the callback");
+    th_begin("sfu_server_free inside the callback");
     for (int run = 0; run < 5; run++) {
         free_in_callback_case(FREE_ON_RESPONSE, 20);
         free_in_callback_case(FREE_ON_HOST_EVENT, 20);
     }
-    end();
+    th_end();
 }
 
 static void test_free_in_last_callback(void) {
-    begin("sfu_server_free inside the callback of the last queued event");
+    th_begin("sfu_server_free inside the callback of the last queued event");
     free_in_callback_case(FREE_ON_RESPONSE, 0);
     free_in_callback_case(FREE_ON_HOST_EVENT, 0);
-    end();
+    th_end();
 }
 
 /* ------------------------------------------------------------------------- */
@@ -263,9 +215,7 @@ typedef struct race {
     unsigned char *what; /* R_* of the last response per id */
     unsigned char *ok;   /* 1 if the call returned SFU_RESULT_OK (each sender its own ids) */
     sender senders[SENDERS];
-    atomic_int calls_after_free;
-    atomic_bool free_returned;
-    atomic_int frees;
+    th_checks checks;
     atomic_int bad_ids; /* responses with an id we never used */
     atomic_int started; /* senders whose first call returned */
 } race;
@@ -273,13 +223,14 @@ typedef struct race {
 static void race_on_event(void *userdata, sfu_event_kind kind, const char *room_id, const char *peer_name,
                           uint64_t request_id, const char *json, size_t json_len) {
     race *r = userdata;
-    (void)room_id;
-    (void)peer_name;
-    (void)json_len;
-    if (atomic_load(&r->free_returned)) atomic_fetch_add(&r->calls_after_free, 1);
-    if (kind != SFU_EVENT_KIND_RESPONSE) return;
+    if (!th_callback_enter(&r->checks, kind, room_id, peer_name, request_id, json, json_len) ||
+        kind != SFU_EVENT_KIND_RESPONSE) {
+        th_callback_leave(&r->checks);
+        return;
+    }
     if (request_id == 0 || request_id >= MAXN) {
         atomic_fetch_add(&r->bad_ids, 1);
+        th_callback_leave(&r->checks);
         return;
     }
     if (r->got[request_id] < 255) r->got[request_id]++;
@@ -289,11 +240,12 @@ static void race_on_event(void *userdata, sfu_event_kind kind, const char *room_
                           : strstr(json, "too many pending requests") ? R_TOO_MANY
                           : strstr(json, "\"server closed\"")     ? R_SERVER_CLOSED
                                                                   : R_OTHER;
+    th_callback_leave(&r->checks);
 }
 
 static void race_userdata_free(void *userdata) {
     race *r = userdata;
-    atomic_fetch_add(&r->frees, 1);
+    th_userdata_freed(&r->checks);
 }
 
 /* Sends until the server is closed, then a few more, which must all be refused. */
@@ -320,7 +272,7 @@ static void *race_sender(void *arg) {
 }
 
 static void test_requests_racing_free(void) {
-    begin("requests racing with sfu_server_free (30 runs)");
+    th_begin("requests racing with sfu_server_free (30 runs)");
     long total_ok = 0, raced_runs = 0;
     for (int run = 0; run < 30; run++) {
         race *r = calloc(1, sizeof *r);
@@ -329,6 +281,7 @@ static void test_requests_racing_free(void) {
         r->what = calloc(MAXN, 1);
         r->ok = calloc(MAXN, 1);
         CHECK(r->got && r->what && r->ok, "calloc");
+        th_checks_init(&r->checks);
         CHECK_RESULT(sfu_server_new(run % 2 ? "{\"numWorkers\":2}" : "{\"numWorkers\":1}", race_on_event, r,
                                     race_userdata_free, &r->s),
                      SFU_RESULT_OK);
@@ -339,12 +292,10 @@ static void test_requests_racing_free(void) {
             r->senders[k] = (sender){.r = r, .k = k};
             CHECK(pthread_create(&t[k], NULL, race_sender, &r->senders[k]) == 0, "pthread_create");
         }
-        CHECK(wait_atomic_at_least(&r->started, SENDERS, WAIT_MS), "run %d: the senders started", run);
-        sleep_ms(run % 5); /* free at different phases of the burst */
-        sfu_server_free(r->s);
-        atomic_store(&r->free_returned, true);
-        CHECK(atomic_load(&r->frees) == 1, "run %d: userdata_free ran %d times when sfu_server_free returned", run,
-              atomic_load(&r->frees));
+        CHECK(th_wait_at_least(&r->started, SENDERS, WAIT_MS), "run %d: the senders started", run);
+        th_sleep_ms(run % 5); /* free at different phases of the burst */
+        int frees = th_server_free(&r->checks, r->s);
+        CHECK(frees == 1, "run %d: userdata_free ran %d times when sfu_server_free returned", run, frees);
         long last = 0;
         for (int k = 0; k < SENDERS; k++) {
             pthread_join(t[k], NULL);
@@ -357,9 +308,9 @@ static void test_requests_racing_free(void) {
                   run, k, me->refused);
             if (me->last > last) last = me->last;
         }
-        sleep_ms(20);
-        CHECK(atomic_load(&r->calls_after_free) == 0, "run %d: %d callbacks after sfu_server_free returned", run,
-              atomic_load(&r->calls_after_free));
+        char what[32];
+        snprintf(what, sizeof what, "run %d", run);
+        th_check_freed(&r->checks, what, 20);
         CHECK(atomic_load(&r->bad_ids) == 0, "run %d: responses with ids never sent", run);
         /* The callback has stopped (free returned): count now. */
         long n_ok = 0, lost = 0, dup = 0, unexpected = 0, wrong = 0, first_lost = -1;
@@ -386,11 +337,12 @@ static void test_requests_racing_free(void) {
         free(r->got);
         free(r->what);
         free(r->ok);
+        th_checks_destroy(&r->checks);
         free(r);
     }
     CHECK(raced_runs == 30, "requests were accepted before the free in only %ld of 30 runs", raced_runs);
     printf("# %ld runs raced; %ld requests accepted, each answered exactly once\n", raced_runs, total_ok);
-    end();
+    th_end();
 }
 
 /* ------------------------------------------------------------------------- */
@@ -399,45 +351,39 @@ static void test_requests_racing_free(void) {
 typedef struct {
     sfu_server *s;
     pthread_barrier_t start;
-    atomic_int frees;
+    th_checks checks;
     atomic_int returned_early; /* a free returned before userdata_free ran */
-    atomic_int returned;
-    atomic_int calls_after_free;
     atomic_int responses;
 } twofree;
 
 static void twofree_on_event(void *userdata, sfu_event_kind kind, const char *room_id, const char *peer_name,
                              uint64_t request_id, const char *json, size_t json_len) {
     twofree *t = userdata;
-    (void)room_id;
-    (void)peer_name;
-    (void)request_id;
-    (void)json;
-    (void)json_len;
-    if (atomic_load(&t->returned)) atomic_fetch_add(&t->calls_after_free, 1);
-    if (kind == SFU_EVENT_KIND_RESPONSE) atomic_fetch_add(&t->responses, 1);
+    if (th_callback_enter(&t->checks, kind, room_id, peer_name, request_id, json, json_len) &&
+        kind == SFU_EVENT_KIND_RESPONSE)
+        atomic_fetch_add(&t->responses, 1);
+    th_callback_leave(&t->checks);
 }
 
 static void twofree_userdata_free(void *userdata) {
     twofree *t = userdata;
-    atomic_fetch_add(&t->frees, 1);
+    th_userdata_freed(&t->checks);
 }
 
 static void *twofree_freer(void *arg) {
     twofree *t = arg;
     pthread_barrier_wait(&t->start);
-    sfu_server_free(t->s);
-    if (atomic_load(&t->frees) != 1) atomic_fetch_add(&t->returned_early, 1);
-    atomic_fetch_add(&t->returned, 1);
+    if (th_server_free(&t->checks, t->s) != 1) atomic_fetch_add(&t->returned_early, 1);
     return NULL;
 }
 
 static void test_concurrent_double_free(void) {
-    begin("two threads free the same server (20 runs)");
+    th_begin("two threads free the same server (20 runs)");
     enum { QUEUED = 50 };
     for (int run = 0; run < 20; run++) {
         twofree *t = calloc(1, sizeof *t);
         CHECK(t, "calloc");
+        th_checks_init(&t->checks);
         CHECK(pthread_barrier_init(&t->start, NULL, 2) == 0, "pthread_barrier_init");
         CHECK_RESULT(sfu_server_new("{\"numWorkers\":2}", twofree_on_event, t, twofree_userdata_free, &t->s),
                      SFU_RESULT_OK);
@@ -455,17 +401,18 @@ static void test_concurrent_double_free(void) {
               atomic_load(&t->returned_early));
         CHECK(atomic_load(&t->responses) == QUEUED, "run %d: %d responses to %d queued requests", run,
               atomic_load(&t->responses), QUEUED);
-        sleep_ms(20);
-        CHECK(atomic_load(&t->calls_after_free) == 0, "run %d: a callback ran after a sfu_server_free returned",
-              run);
-        CHECK(atomic_load(&t->frees) == 1, "run %d: userdata_free ran %d times", run, atomic_load(&t->frees));
+        char what[32];
+        snprintf(what, sizeof what, "run %d", run);
+        th_check_freed(&t->checks, what, 20);
         /* A third free, after both, is still a no-op. */
         sfu_server_free(t->s);
-        CHECK(atomic_load(&t->frees) == 1, "run %d: a third sfu_server_free ran userdata_free again", run);
+        CHECK(atomic_load(&t->checks.userdata_frees) == 1, "run %d: a third sfu_server_free ran userdata_free again",
+              run);
         pthread_barrier_destroy(&t->start);
+        th_checks_destroy(&t->checks);
         free(t);
     }
-    end();
+    th_end();
 }
 
 int main(int argc, char **argv) {
@@ -493,6 +440,5 @@ int main(int argc, char **argv) {
         }
         CHECK(found, "unknown test \"%s\" (in-callback, racing-requests, double-free, last-event)", argv[a]);
     }
-    printf("%d passed, 0 failed\n", passed);
-    return 0;
+    return th_finish();
 }

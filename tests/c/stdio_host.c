@@ -31,38 +31,23 @@
  *   bye           <TAB><TAB><TAB>0<TAB>{"userdata_frees":N,...}  after sfu_server_free
  *
  * Exit status: 0 after `quit` when every check held (userdata_free ran exactly once
- * during sfu_server_free, no callback after it, every callback well-formed, no
- * malformed command); 1 if a check failed; 2 if sfu_server_new failed; 3 on EOF
+ * during sfu_server_free, no callback after it, every callback well-formed, all on one
+ * thread and never overlapping, no malformed command: tests/c/test_host.h's th_checks); 1 if a check failed; 2 if sfu_server_new failed; 3 on EOF
  * without `quit` (the server is still freed).
  */
 
 #define _POSIX_C_SOURCE 200809L
 
-#include <errno.h>
-#include <inttypes.h>
-#include <pthread.h>
-#include <stdatomic.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/types.h>
+#include "test_host.h"
 
-#include "sfu.h"
+#include <sys/types.h>
 
 typedef struct {
     pthread_mutex_t out_mu; /* one writer at a time on stdout */
-    atomic_int in_callback;
-    atomic_int overlapping;       /* a callback started while another was running */
-    atomic_int bad_callbacks;     /* NULL strings, wrong json_len, bad kind, tab/newline in a field */
-    atomic_int callbacks;
-    atomic_bool free_started;
-    atomic_bool free_returned;
-    atomic_int callbacks_after_free;
-    atomic_int userdata_frees;
-    atomic_int userdata_free_outside_free; /* userdata_free ran outside sfu_server_free */
-    int malformed;                /* main thread only */
+    /* The callback's contract and userdata_free (test_host.h); a tab or newline in a
+     * field counts as a bad callback too. */
+    th_checks checks;
+    int malformed; /* main thread only */
 } host;
 
 /* ------------------------------------------------------------------------- */
@@ -87,47 +72,6 @@ static void write_line(host *h, const char *kind, const char *room, const char *
     pthread_mutex_unlock(&h->out_mu);
 }
 
-/* A growable string (JSON building for our own lines). */
-typedef struct {
-    char *p;
-    size_t len, cap;
-} sbuf;
-
-static void sb_putn(sbuf *b, const char *s, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 128;
-        while (b->len + n + 1 > cap) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) abort();
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
-
-static void sb_puts(sbuf *b, const char *s) { sb_putn(b, s, strlen(s)); }
-
-/* A JSON string literal (quotes included). */
-static void sb_json_str(sbuf *b, const char *s) {
-    sb_puts(b, "\"");
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        char tmp[8];
-        if (*c == '"' || *c == '\\') {
-            tmp[0] = '\\';
-            tmp[1] = (char)*c;
-            sb_putn(b, tmp, 2);
-        } else if (*c < 0x20) {
-            snprintf(tmp, sizeof tmp, "\\u%04x", *c);
-            sb_puts(b, tmp);
-        } else {
-            sb_putn(b, (const char *)c, 1);
-        }
-    }
-    sb_puts(b, "\"");
-}
-
 static bool has_line_breakers(const char *s, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (s[i] == '\t' || s[i] == '\n' || s[i] == '\r') return true;
@@ -140,30 +84,25 @@ static bool has_line_breakers(const char *s, size_t n) {
 static void on_event(void *userdata, sfu_event_kind kind, const char *room_id, const char *peer_name,
                      uint64_t request_id, const char *json, size_t json_len) {
     host *h = userdata;
-    atomic_fetch_add(&h->callbacks, 1);
-    if (atomic_load(&h->free_returned)) atomic_fetch_add(&h->callbacks_after_free, 1);
-    if (atomic_fetch_add(&h->in_callback, 1) != 0) atomic_fetch_add(&h->overlapping, 1);
-    const char *name = kind == SFU_EVENT_KIND_RESPONSE       ? "response"
-                       : kind == SFU_EVENT_KIND_NOTIFICATION ? "notification"
-                       : kind == SFU_EVENT_KIND_HOST         ? "host"
-                                                             : NULL;
-    if (!name || !room_id || !peer_name || !json || strlen(json) != json_len ||
-        (kind != SFU_EVENT_KIND_RESPONSE && request_id != 0) || has_line_breakers(room_id, strlen(room_id)) ||
-        has_line_breakers(peer_name, strlen(peer_name)) || has_line_breakers(json, json_len)) {
-        atomic_fetch_add(&h->bad_callbacks, 1);
-    } else {
-        pthread_mutex_lock(&h->out_mu);
-        write_line_locked(name, room_id, peer_name, request_id, json, json_len);
-        pthread_mutex_unlock(&h->out_mu);
+    if (th_callback_enter(&h->checks, kind, room_id, peer_name, request_id, json, json_len)) {
+        const char *name = kind == SFU_EVENT_KIND_RESPONSE       ? "response"
+                           : kind == SFU_EVENT_KIND_NOTIFICATION ? "notification"
+                                                                 : "host";
+        if (has_line_breakers(room_id, strlen(room_id)) || has_line_breakers(peer_name, strlen(peer_name)) ||
+            has_line_breakers(json, json_len)) {
+            atomic_fetch_add(&h->checks.bad_args, 1);
+        } else {
+            pthread_mutex_lock(&h->out_mu);
+            write_line_locked(name, room_id, peer_name, request_id, json, json_len);
+            pthread_mutex_unlock(&h->out_mu);
+        }
     }
-    atomic_fetch_sub(&h->in_callback, 1);
+    th_callback_leave(&h->checks);
 }
 
 static void on_userdata_free(void *userdata) {
     host *h = userdata;
-    atomic_fetch_add(&h->userdata_frees, 1);
-    if (!atomic_load(&h->free_started) || atomic_load(&h->free_returned))
-        atomic_fetch_add(&h->userdata_free_outside_free, 1);
+    th_userdata_freed(&h->checks);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -187,26 +126,26 @@ static const char *result_name(sfu_result r) {
 }
 
 static void report_error(host *h, const char *what) {
-    sbuf b = {0};
-    sb_puts(&b, "{\"error\":");
-    sb_json_str(&b, what);
-    sb_puts(&b, "}");
+    th_sb b = {0};
+    th_sb_puts(&b, "{\"error\":");
+    th_sb_json_str(&b, what);
+    th_sb_puts(&b, "}");
     write_line(h, "error", "", "", 0, b.p);
     free(b.p);
     h->malformed++;
 }
 
 static void report_result(host *h, const char *op, const char *room, const char *peer, uint64_t id, sfu_result r) {
-    sbuf b = {0};
+    th_sb b = {0};
     char num[32];
-    sb_puts(&b, "{\"op\":");
-    sb_json_str(&b, op);
+    th_sb_puts(&b, "{\"op\":");
+    th_sb_json_str(&b, op);
     snprintf(num, sizeof num, ",\"result\":%d,\"name\":", (int)r);
-    sb_puts(&b, num);
-    sb_json_str(&b, result_name(r));
-    sb_puts(&b, ",\"error\":");
-    sb_json_str(&b, r == SFU_RESULT_OK ? "" : sfu_last_error());
-    sb_puts(&b, "}");
+    th_sb_puts(&b, num);
+    th_sb_json_str(&b, result_name(r));
+    th_sb_puts(&b, ",\"error\":");
+    th_sb_json_str(&b, r == SFU_RESULT_OK ? "" : sfu_last_error());
+    th_sb_puts(&b, "}");
     write_line(h, "ret", room, peer, id, b.p);
     free(b.p);
 }
@@ -279,20 +218,22 @@ int main(int argc, char **argv) {
     host *h = calloc(1, sizeof *h);
     if (!h) abort();
     pthread_mutex_init(&h->out_mu, NULL);
+    th_checks_init(&h->checks);
 
     sfu_server *s = NULL;
     sfu_result r = sfu_server_new(argc > 1 ? argv[1] : NULL, on_event, h, on_userdata_free, &s);
     if (r != SFU_RESULT_OK) {
         fprintf(stderr, "sfu_server_new: %s (%d): %s\n", result_name(r), (int)r, sfu_last_error());
+        th_checks_destroy(&h->checks);
         pthread_mutex_destroy(&h->out_mu);
         free(h);
         return 2;
     }
     {
-        sbuf b = {0};
-        sb_puts(&b, "{\"version\":");
-        sb_json_str(&b, sfu_version());
-        sb_puts(&b, "}");
+        th_sb b = {0};
+        th_sb_puts(&b, "{\"version\":");
+        th_sb_json_str(&b, sfu_version());
+        th_sb_puts(&b, "}");
         write_line(h, "ready", "", "", 0, b.p);
         free(b.p);
     }
@@ -312,23 +253,23 @@ int main(int argc, char **argv) {
     }
     free(line);
 
-    atomic_store(&h->free_started, true);
-    sfu_server_free(s);
-    atomic_store(&h->free_returned, true);
-    int frees_at_return = atomic_load(&h->userdata_frees);
+    th_checks *c = &h->checks;
+    int frees_at_return = th_server_free(c, s);
 
-    bool ok = frees_at_return == 1 && atomic_load(&h->userdata_free_outside_free) == 0 &&
-              atomic_load(&h->callbacks_after_free) == 0 && atomic_load(&h->bad_callbacks) == 0 &&
-              atomic_load(&h->overlapping) == 0 && h->malformed == 0;
+    bool ok = frees_at_return == 1 && atomic_load(&c->userdata_free_outside) == 0 &&
+              atomic_load(&c->calls_after_free) == 0 && atomic_load(&c->bad_args) == 0 &&
+              atomic_load(&c->overlapping) == 0 && atomic_load(&c->other_thread) == 0 && h->malformed == 0;
     char bye[512];
     snprintf(bye, sizeof bye,
              "{\"userdata_frees\":%d,\"userdata_free_outside_free\":%d,\"callbacks\":%d,"
-             "\"callbacks_after_free\":%d,\"bad_callbacks\":%d,\"overlapping\":%d,\"malformed\":%d,\"ok\":%s}",
-             frees_at_return, atomic_load(&h->userdata_free_outside_free), atomic_load(&h->callbacks),
-             atomic_load(&h->callbacks_after_free), atomic_load(&h->bad_callbacks), atomic_load(&h->overlapping),
-             h->malformed, ok ? "true" : "false");
+             "\"callbacks_after_free\":%d,\"bad_callbacks\":%d,\"overlapping\":%d,\"other_thread\":%d,"
+             "\"malformed\":%d,\"ok\":%s}",
+             frees_at_return, atomic_load(&c->userdata_free_outside), atomic_load(&c->calls),
+             atomic_load(&c->calls_after_free), atomic_load(&c->bad_args), atomic_load(&c->overlapping),
+             atomic_load(&c->other_thread), h->malformed, ok ? "true" : "false");
     write_line(h, "bye", "", "", 0, bye);
 
+    th_checks_destroy(c);
     pthread_mutex_destroy(&h->out_mu);
     free(h);
     if (!quit) return 3;

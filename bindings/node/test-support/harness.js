@@ -41,7 +41,7 @@ function within(promise, ms, what = 'operation') {
   ]).finally(() => clearTimeout(timer));
 }
 
-/** What mediasoup-client computes from the room caps (tests/common/harness.rs client_caps). */
+/** What mediasoup-client computes from the room caps (crates/sfu-testkit/src/builders.rs client_caps). */
 function clientCaps(room) {
   const codecs = room.codecs.map((c) => {
     const o = {

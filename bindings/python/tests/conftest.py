@@ -69,7 +69,7 @@ def room(server):
 
 def client_caps(room_caps: Dict[str, Any]) -> Dict[str, Any]:
     """What mediasoup-client computes from the room caps for a browser supporting
-    every room codec (same as tests/common/harness.rs)."""
+    every room codec (same as client_caps in crates/sfu-testkit/src/builders.rs)."""
     codecs = []
     for c in room_caps["codecs"]:
         o = {k: c.get(k) for k in ("name", "mimeType", "kind", "clockRate", "preferredPayloadType", "parameters")}

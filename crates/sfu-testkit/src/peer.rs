@@ -25,15 +25,15 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::io::ErrorKind;
-use std::net::{SocketAddr, UdpSocket};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use str0m::config::Fingerprint;
 use str0m::format::{Codec, CodecConfig, FormatParams};
 use str0m::media::{Frequency, KeyframeRequest, KeyframeRequestKind, MediaKind, Mid, Pt, Rid};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::rtp::{Extension, ExtensionMap, ExtensionValues, RtpWrite, Ssrc};
 use str0m::stats::{MediaEgressStats, MediaIngressStats};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcConfig};
@@ -68,6 +68,8 @@ pub struct TransportParams {
     pub ice_lite: bool,
     /// `iceCandidates[].ip/.port` of the UDP candidates, in the order given.
     pub candidates: Vec<SocketAddr>,
+    /// The same for the TCP (passive) candidates.
+    pub tcp_candidates: Vec<SocketAddr>,
     /// LAST entry of `dtlsParameters.fingerprints` (that is the one mediasoup-client uses).
     pub fingerprint_algorithm: String,
     pub fingerprint_value: String,
@@ -91,9 +93,11 @@ impl TransportParams {
             .and_then(Value::as_array)
             .ok_or_else(|| format!("no iceCandidates array in {v}"))?;
         let mut candidates = Vec::new();
+        let mut tcp_candidates = Vec::new();
         for c in cands {
             let proto = c.get("protocol").and_then(Value::as_str).unwrap_or("udp");
-            if !proto.eq_ignore_ascii_case("udp") {
+            let tcp = proto.eq_ignore_ascii_case("tcp");
+            if !tcp && !proto.eq_ignore_ascii_case("udp") {
                 continue;
             }
             let ip = c
@@ -110,10 +114,14 @@ impl TransportParams {
             let ip: std::net::IpAddr = ip
                 .parse()
                 .map_err(|e| format!("candidate ip {ip:?}: {e}"))?;
-            candidates.push(SocketAddr::new(ip, port as u16));
+            if tcp {
+                tcp_candidates.push(SocketAddr::new(ip, port as u16));
+            } else {
+                candidates.push(SocketAddr::new(ip, port as u16));
+            }
         }
-        if candidates.is_empty() {
-            return Err(format!("no udp candidate in {cands:?}"));
+        if candidates.is_empty() && tcp_candidates.is_empty() {
+            return Err(format!("no udp or tcp candidate in {cands:?}"));
         }
 
         let dtls = v
@@ -149,6 +157,7 @@ impl TransportParams {
             pwd,
             ice_lite,
             candidates,
+            tcp_candidates,
             fingerprint_algorithm,
             fingerprint_value,
             server_role,
@@ -483,6 +492,9 @@ pub struct PeerOptions {
     pub stats_interval: Option<Duration>,
     /// Send TWCC feedback when transport-wide-cc is in the ext map (a browser does). Default true.
     pub twcc_feedback: bool,
+    /// Connect over ICE-TCP (RFC 6544, active side) to the SFU's TCP candidate instead
+    /// of UDP. Default false.
+    pub tcp: bool,
 }
 
 impl Default for PeerOptions {
@@ -491,12 +503,21 @@ impl Default for PeerOptions {
             max_stun_rto: None,
             stats_interval: Some(Duration::from_secs(1)),
             twcc_feedback: true,
+            tcp: false,
         }
     }
 }
 
 /// Datagram predicate for the drop filters: return true to drop.
 pub type DropFilter = Box<dyn FnMut(&[u8]) -> bool + Send>;
+
+/// The ICE-TCP connection of a peer in TCP mode.
+struct TcpLink {
+    stream: TcpStream,
+    local: SocketAddr,
+    remote: SocketAddr,
+    rx: Vec<u8>,
+}
 
 /// One browser RTCPeerConnection (one mediasoup transport), see the module docs.
 pub struct BrowserTransport {
@@ -505,6 +526,9 @@ pub struct BrowserTransport {
     local_fp: Fingerprint,
     socket: UdpSocket,
     local: SocketAddr,
+    tcp_wanted: bool,
+    /// The ICE-TCP connection, in TCP mode.
+    tcp: Option<TcpLink>,
     next_timeout: Instant,
     remote: Option<TransportParams>,
     connect_called: bool,
@@ -516,6 +540,9 @@ pub struct BrowserTransport {
     send_filter: Option<DropFilter>,
     drop_in: Vec<(u32, u16)>,
     drop_out: Vec<(u32, u16)>,
+    /// Outgoing RTP (ssrc, seq) to hold back and send after the next packet.
+    swap_out: Vec<(u32, u16)>,
+    held_out: Option<(Protocol, SocketAddr, Vec<u8>)>,
     /// ssrc -> (kind, mid) of our declared send streams / recv streams.
     send_streams: HashMap<u32, (MediaKind, Mid)>,
     recv_streams: HashMap<u32, (MediaKind, Mid)>,
@@ -571,6 +598,8 @@ impl BrowserTransport {
             local_fp,
             socket,
             local,
+            tcp_wanted: opts.tcp,
+            tcp: None,
             next_timeout: now,
             remote: None,
             connect_called: false,
@@ -582,6 +611,8 @@ impl BrowserTransport {
             send_filter: None,
             drop_in: Vec::new(),
             drop_out: Vec::new(),
+            swap_out: Vec::new(),
+            held_out: None,
             send_streams: HashMap::new(),
             recv_streams: HashMap::new(),
             received: Vec::new(),
@@ -673,13 +704,29 @@ impl BrowserTransport {
             pass: params.pwd.clone(),
         });
         self.drain();
-        for addr in &params.candidates {
-            match Candidate::host(*addr, "udp") {
-                Ok(c) => {
-                    self.rtc.add_remote_candidate(c);
-                    self.drain();
+        if self.tcp_wanted {
+            let remote = *params.tcp_candidates.first().expect("test peer: TCP mode, but the SFU announced no TCP candidate");
+            let stream = TcpStream::connect_timeout(&remote, Duration::from_secs(5))
+                .unwrap_or_else(|e| panic!("test peer: TCP connect to {remote}: {e}"));
+            stream.set_nonblocking(true).expect("set_nonblocking");
+            let _ = stream.set_nodelay(true);
+            let local = stream.local_addr().expect("local_addr");
+            let lc = Candidate::builder().tcp().host(local).tcptype(TcpType::Active).build().expect("tcp candidate");
+            self.rtc.add_local_candidate(lc);
+            self.drain();
+            let rc = Candidate::builder().tcp().host(remote).tcptype(TcpType::Passive).build().expect("tcp candidate");
+            self.rtc.add_remote_candidate(rc);
+            self.drain();
+            self.tcp = Some(TcpLink { stream, local, remote, rx: Vec::new() });
+        } else {
+            for addr in &params.candidates {
+                match Candidate::host(*addr, "udp") {
+                    Ok(c) => {
+                        self.rtc.add_remote_candidate(c);
+                        self.drain();
+                    }
+                    Err(e) => self.note(format!("warning: SFU candidate {addr} rejected: {e:?}")),
                 }
-                Err(e) => self.note(format!("warning: SFU candidate {addr} rejected: {e:?}")),
             }
         }
         self.rtc.direct_api().set_remote_fingerprint(fp);
@@ -734,6 +781,7 @@ impl BrowserTransport {
             if Instant::now() >= self.next_timeout {
                 self.tick();
             }
+            self.read_tcp();
             match self.socket.recv_from(&mut buf) {
                 Ok((n, src)) => self.handle_datagram(src, &buf[..n]),
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
@@ -1010,6 +1058,12 @@ impl BrowserTransport {
         self.drop_out.push((ssrc, seq));
     }
 
+    /// Reorder on the way to the SFU: the outgoing RTP packet (ssrc, seq) leaves right
+    /// after the packet that follows it.
+    pub fn swap_next_outgoing_rtp_with_seq(&mut self, ssrc: u32, seq: u16) {
+        self.swap_out.push((ssrc, seq));
+    }
+
     /// Stop sending anything (killed tab / network black hole). Incoming datagrams are read
     /// and discarded; timers still run but their output is discarded.
     pub fn go_silent(&mut self) {
@@ -1145,7 +1199,52 @@ impl BrowserTransport {
         self.drain();
     }
 
+    /// Frames that arrived on the ICE-TCP connection (RFC 4571: 2-byte length, data).
+    fn read_tcp(&mut self) {
+        let Some(link) = self.tcp.as_mut() else { return };
+        let mut tmp = [0u8; 16 * 1024];
+        loop {
+            match link.stream.read(&mut tmp) {
+                Ok(0) => {
+                    let msg = "TCP connection closed by the SFU".to_string();
+                    self.tcp = None;
+                    self.note(msg);
+                    return;
+                }
+                Ok(n) => link.rx.extend_from_slice(&tmp[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let msg = format!("TCP read: {e}");
+                    self.tcp = None;
+                    self.note(msg);
+                    return;
+                }
+            }
+        }
+        let mut frames = Vec::new();
+        let mut at = 0;
+        while link.rx.len() >= at + 2 {
+            let len = u16::from_be_bytes([link.rx[at], link.rx[at + 1]]) as usize;
+            if link.rx.len() < at + 2 + len {
+                break;
+            }
+            frames.push(link.rx[at + 2..at + 2 + len].to_vec());
+            at += 2 + len;
+        }
+        link.rx.drain(..at);
+        let (remote, local) = (link.remote, link.local);
+        for f in frames {
+            self.handle_packet(Protocol::Tcp, remote, local, &f);
+        }
+    }
+
     fn handle_datagram(&mut self, src: SocketAddr, buf: &[u8]) {
+        let local = self.local;
+        self.handle_packet(Protocol::Udp, src, local, buf);
+    }
+
+    fn handle_packet(&mut self, proto: Protocol, src: SocketAddr, dst: SocketAddr, buf: &[u8]) {
         self.dgrams_in += 1;
         if self.silent || self.error.is_some() {
             self.dropped_in += 1;
@@ -1167,7 +1266,7 @@ impl BrowserTransport {
             }
         }
         let now = Instant::now();
-        let r = match Receive::new(Protocol::Udp, src, self.local, buf) {
+        let r = match Receive::new(proto, src, dst, buf) {
             Ok(r) => r,
             Err(e) => {
                 self.note(format!(
@@ -1190,7 +1289,7 @@ impl BrowserTransport {
                     self.next_timeout = t;
                     return;
                 }
-                Ok(Output::Transmit(t)) => self.transmit(t.destination, &t.contents),
+                Ok(Output::Transmit(t)) => self.transmit(t.proto, t.destination, &t.contents),
                 Ok(Output::Event(e)) => self.on_event(e),
                 Err(e) => {
                     self.fail(format!("poll_output: {e}"));
@@ -1203,7 +1302,7 @@ impl BrowserTransport {
         self.next_timeout = Instant::now();
     }
 
-    fn transmit(&mut self, dst: SocketAddr, buf: &[u8]) {
+    fn transmit(&mut self, proto: Protocol, dst: SocketAddr, buf: &[u8]) {
         if self.silent {
             self.dropped_out += 1;
             return;
@@ -1222,6 +1321,48 @@ impl BrowserTransport {
                     return;
                 }
             }
+        }
+        if !self.swap_out.is_empty() {
+            if let Some((ssrc, seq, _)) = peek_rtp(buf) {
+                if let Some(i) = self.swap_out.iter().position(|d| *d == (ssrc, seq)) {
+                    self.swap_out.remove(i);
+                    self.held_out = Some((proto, dst, buf.to_vec()));
+                    return;
+                }
+            }
+        }
+        self.send_now(proto, dst, buf);
+        if peek_rtp(buf).is_some() {
+            if let Some((p, d, b)) = self.held_out.take() {
+                self.send_now(p, d, &b);
+            }
+        }
+    }
+
+    fn send_now(&mut self, proto: Protocol, dst: SocketAddr, buf: &[u8]) {
+        if proto != Protocol::Udp {
+            let Some(link) = self.tcp.as_mut() else {
+                self.dropped_out += 1;
+                return;
+            };
+            let mut framed = (buf.len() as u16).to_be_bytes().to_vec();
+            framed.extend_from_slice(buf);
+            let mut at = 0;
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while at < framed.len() && Instant::now() < deadline {
+                match link.stream.write(&framed[at..]) {
+                    Ok(n) => at += n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(Duration::from_micros(200)),
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+            if at == framed.len() {
+                self.dgrams_out += 1;
+            } else {
+                self.note("warning: TCP write failed".to_string());
+            }
+            return;
         }
         match self.socket.send_to(buf, dst) {
             Ok(_) => self.dgrams_out += 1,

@@ -20,17 +20,24 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use sfu::core::tcp::{ConnClose, ConnState, FrameFate};
 use sfu::core::{
-    AnnouncedCandidate, Command, CommandResult, EventKind, Limits, MediaEnv, Output, RoomCaps, RoomSettings, WorkerCore,
+    AnnouncedCandidate, Command, CommandResult, EventKind, Limits, MediaEnv, Output, Proto, RoomCaps, RoomSettings,
+    WorkerCore,
 };
 
-/// The SFU's (announced) address in the simulation.
+/// The SFU's (announced) addresses in the simulation: UDP, and TCP (ICE-TCP passive).
 pub const SFU_ADDR: &str = "127.0.0.1:40000";
+pub const SFU_TCP_ADDR: &str = "127.0.0.1:40001";
 /// Largest datagram a worker reads.
 pub const MAX_DATAGRAM: usize = 2048;
 
 pub fn sfu_addr() -> SocketAddr {
     SFU_ADDR.parse().unwrap()
+}
+
+pub fn sfu_tcp_addr() -> SocketAddr {
+    SFU_TCP_ADDR.parse().unwrap()
 }
 
 /// One `MediaEnv` per process: generating the certificate per run would dominate.
@@ -45,7 +52,11 @@ pub fn env() -> Arc<MediaEnv> {
         .clone();
     Arc::new(MediaEnv {
         ice_addr: sfu_addr(),
-        candidates: vec![AnnouncedCandidate { addr: sfu_addr(), priority: 1_078_862_079 }],
+        tcp_addr: Some(sfu_tcp_addr()),
+        candidates: vec![
+            AnnouncedCandidate { addr: sfu_addr(), proto: Proto::Udp },
+            AnnouncedCandidate { addr: sfu_tcp_addr(), proto: Proto::Tcp },
+        ],
         cert,
         fingerprint,
         transport_timeout: Duration::from_secs(30),
@@ -69,8 +80,8 @@ pub struct CoreSim {
     pub consumer_ids: Vec<u64>,
     /// ICE passwords of the transports, by local ufrag (from the answers).
     pub passwords: HashMap<String, String>,
-    /// Addresses that sent a correctly signed binding request to some transport.
-    pub verified: HashSet<SocketAddr>,
+    /// Sources that sent a correctly signed binding request to some transport.
+    pub verified: HashSet<(Proto, SocketAddr)>,
     /// Datagrams the core sent, and how many of them were DTLS records.
     pub sent: u64,
     pub sent_dtls: u64,
@@ -109,9 +120,13 @@ impl CoreSim {
         while let Some(o) = self.core.poll_output() {
             match o {
                 Output::Transmit(t) => {
-                    assert_eq!(t.local, sfu_addr(), "a datagram from an address that is not the SFU's");
+                    let ours = match t.proto {
+                        Proto::Udp => sfu_addr(),
+                        Proto::Tcp => sfu_tcp_addr(),
+                    };
+                    assert_eq!(t.local, ours, "a packet from an address that is not the SFU's");
                     assert!(
-                        self.verified.contains(&t.remote),
+                        self.verified.contains(&(t.proto, t.remote)),
                         "the SFU sent {} bytes to {}, which never proved it is a peer (reflection)",
                         t.data.len(),
                         t.remote
@@ -231,21 +246,42 @@ impl CoreSim {
         assert!(r.is_empty(), "a timer produced a response: {r:?}");
     }
 
-    /// A datagram from the network, then the deadlines it made due (the worker runs
-    /// them at the end of each batch). An address that never proved itself gets no route.
+    /// A UDP datagram from the network, then the deadlines it made due (the worker runs
+    /// them at the end of each batch). A source that never proved itself gets no route.
     pub fn datagram(&mut self, src: SocketAddr, data: &[u8]) {
         let data = &data[..data.len().min(MAX_DATAGRAM)];
+        self.packet(Proto::Udp, src, data);
+    }
+
+    /// One packet (a datagram, or a frame of a TCP connection); whether it was routed.
+    fn packet(&mut self, proto: Proto, src: SocketAddr, data: &[u8]) -> bool {
         let before = self.core.counts();
-        self.core.handle_datagram(self.now, src, data);
+        let routed = self.core.handle_datagram(self.now, proto, src, data);
         if self.core.poll_timeout(self.now).is_some_and(|t| t <= self.now) {
             self.core.handle_timeout(self.now);
         }
         let after = self.core.counts();
-        if !self.verified.contains(&src) {
-            assert!(after.addr_routes <= before.addr_routes, "a route for {src}, which never sent a signed binding request");
+        if !self.verified.contains(&(proto, src)) {
+            assert!(after.addr_routes <= before.addr_routes, "a route for {proto:?} {src}, which never sent a signed binding request");
         }
         let r = self.drain();
-        assert!(r.is_empty(), "a datagram produced a response: {r:?}");
+        assert!(r.is_empty(), "a packet produced a response: {r:?}");
+        routed
+    }
+
+    /// Bytes of a TCP connection from `src` (its state in `conn`), framed as the worker
+    /// frames them; `Err` when the connection must be closed. An unauthenticated
+    /// connection never holds more than one frame's worth of bytes.
+    pub fn tcp_bytes(&mut self, conn: &mut ConnState, src: SocketAddr, bytes: &[u8]) -> Result<(), ConnClose> {
+        let r = conn.on_bytes(bytes, |f| {
+            if self.packet(Proto::Tcp, src, f) {
+                FrameFate::Routed
+            } else {
+                FrameFate::Unrouted
+            }
+        });
+        assert!(conn.room() <= 2 + sfu::core::tcp::MAX_FRAME);
+        r.map(|_| ())
     }
 
     /// A binding request to the transport with local ufrag `local_ufrag`, signed with its
@@ -274,14 +310,25 @@ impl CoreSim {
         Some(buf)
     }
 
-    /// Send a signed binding request from `src`: `src` becomes a verified peer address.
+    /// Send a signed binding request from `src` over UDP: `src` becomes a verified peer.
     pub fn stun_from(&mut self, src: SocketAddr, local_ufrag: &str, remote_ufrag: &str, prio: u32, use_candidate: bool, controlling: bool) -> bool {
         let Some(req) = self.signed_binding_request(local_ufrag, remote_ufrag, prio, use_candidate, controlling) else {
             return false;
         };
-        self.verified.insert(src);
+        self.verified.insert((Proto::Udp, src));
         self.datagram(src, &req);
         true
+    }
+
+    /// The same over a TCP connection from `src` (framed); `src` becomes a verified peer.
+    pub fn stun_over_tcp(&mut self, conn: &mut ConnState, src: SocketAddr, local_ufrag: &str, remote_ufrag: &str) -> Result<(), ConnClose> {
+        let Some(req) = self.signed_binding_request(local_ufrag, remote_ufrag, 0x6e7f_00ff, true, true) else {
+            return Err(ConnClose::Unrouted);
+        };
+        self.verified.insert((Proto::Tcp, src));
+        let mut framed = (req.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&req);
+        self.tcp_bytes(conn, src, &framed)
     }
 
     /// Nothing is left once every peer is gone.
