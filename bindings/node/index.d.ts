@@ -62,6 +62,9 @@ export interface HostEvent {
   [key: string]: unknown;
 }
 
+/** Severity of a library log record; a server produces those at or above its `logLevel`. */
+export type LogLevel = 'error' | 'warn' | 'debug';
+
 /** A JSON object, or its JSON text as received from the client. */
 export type Message = object | string;
 
@@ -75,6 +78,14 @@ export class Server extends EventEmitter {
 
   /** True once `close()` was called. */
   readonly closed: boolean;
+
+  /**
+   * The server's metrics in the Prometheus text exposition format (version 0.0.4): serve
+   * it as `text/plain; version=0.0.4`. Never waits for a worker: counters are what the
+   * workers last published, gauges at most about 100 ms old. Throws an `SfuError`
+   * (SFU_RESULT_SERVER_CLOSED) once closed.
+   */
+  metrics(): string;
 
   /** Create a room; `options` default to the library's codecs. Throws an `SfuError`. */
   createRoom(roomId: string, options?: RoomOptions | string | null): Room;
@@ -92,6 +103,13 @@ export class Server extends EventEmitter {
   on(event: 'notification', listener: (roomId: string, peerName: string, message: Notification) => void): this;
   /** A host event for a room this binding no longer routes. */
   on(event: 'hostEvent', listener: (roomId: string, peerName: string, event: HostEvent) => void): this;
+  /**
+   * A library log record of this server (those at or above its `logLevel`), emitted on
+   * the JS thread in the order the library produced records and events. `target` is the
+   * part of the library that logged (e.g. 'sfu::room'). Without a 'log' listener
+   * records are written to stderr (`sfu [level] target: message`).
+   */
+  on(event: 'log', listener: (level: LogLevel, target: string, message: string) => void): this;
   on(event: string | symbol, listener: (...args: any[]) => void): this;
 }
 

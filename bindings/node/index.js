@@ -4,7 +4,8 @@
 // The library answers through one callback on its notifier thread; the addon queues
 // each callback on a napi_threadsafe_function and this module dispatches it on the JS
 // thread: responses settle the promise of `room.request()`, notifications and host
-// events are emitted on the Room they belong to.
+// events are emitted on the Room they belong to, the library's log records are emitted
+// as 'log' on the Server (or written to stderr when nobody listens).
 
 const { EventEmitter } = require('events');
 const path = require('path');
@@ -29,6 +30,9 @@ const KIND_RESPONSE = 0;
 const KIND_NOTIFICATION = 1;
 const KIND_HOST = 2;
 const KIND_END = 3;
+// A log record (target, message; its sfu_log_level in the request id slot).
+const KIND_LOG = 4;
+const LOG_LEVELS = { 1: 'error', 2: 'warn', 3: 'debug' };
 
 const kCreate = Symbol('sfu.create');
 const kClosed = Symbol('sfu.markClosed');
@@ -104,6 +108,17 @@ class Server extends EventEmitter {
   /** True once close() was called. */
   get closed() {
     return this.#closed;
+  }
+
+  /**
+   * The server's metrics in the Prometheus text exposition format (version 0.0.4;
+   * serve it as `text/plain; version=0.0.4`). Never waits for a worker: counters are
+   * what the workers last published, gauges at most about 100 ms old. Throws
+   * (SFU_RESULT_SERVER_CLOSED) once closed.
+   */
+  metrics() {
+    if (this.#closed) throw serverClosedError();
+    return native.metrics(this.#h);
   }
 
   /**
@@ -253,6 +268,13 @@ class Server extends EventEmitter {
           this.#forget(room);
         }
         room.emit(name, peerName, message);
+        return;
+      }
+      case KIND_LOG: {
+        // roomId carries the target, text the message, requestId the level.
+        const level = LOG_LEVELS[requestId] || 'error';
+        if (this.listenerCount('log') > 0) this.emit('log', level, roomId, text);
+        else process.stderr.write(`sfu [${level}] ${roomId}: ${text}\n`);
         return;
       }
       case KIND_END: {

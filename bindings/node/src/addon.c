@@ -7,6 +7,10 @@
  * - The library calls `on_event` on its notifier thread. It copies the strings into one
  *   heap item and queues it on a napi_threadsafe_function; `call_js` (JS thread) turns
  *   the item into JS values, calls the JS dispatcher and frees the item.
+ * - The library's log records (sfu_server_set_log_callback, set right after
+ *   sfu_server_new) come on that same notifier thread: `on_log` queues them on the
+ *   same tsfn as KIND_LOG items (target in the room slot, message in the json slot,
+ *   level in request_id), so JS sees records and events in the library's order.
  *
  * Queue: unbounded (max_queue_size 0), so napi_call_threadsafe_function never blocks
  * and never returns napi_queue_full. A bounded queue cannot work here: close() runs
@@ -46,8 +50,10 @@
 
 #include "sfu.h"
 
-/* An item kind beyond sfu_event_kind: "no callback follows" (queued by close()). */
+/* Item kinds beyond sfu_event_kind: "no callback follows" (queued by close()), and a
+ * log record. */
 #define KIND_END 3
+#define KIND_LOG 4
 
 /* Counters for tests (leak checks); read with counters(). */
 static atomic_uint_fast64_t g_servers_created;
@@ -242,9 +248,22 @@ static napi_value get_args(napi_env env, napi_callback_info info, size_t want, n
 /* ---------------------------------------------------------------- callback path */
 
 /* Notifier thread. Must not touch JS; must not block on the JS thread. */
+static void queue_item(sink_ctx *ctx, int32_t kind, const char *room_id, const char *peer_name,
+                       uint64_t request_id, const char *json, size_t json_len);
+
 static void on_event(void *userdata, sfu_event_kind kind, const char *room_id, const char *peer_name,
                      uint64_t request_id, const char *json, size_t json_len) {
-  sink_ctx *ctx = userdata;
+  queue_item(userdata, (int32_t)kind, room_id, peer_name, request_id, json, json_len);
+}
+
+/* Notifier thread, like on_event; `userdata` is the same sink_ctx. The library calls
+ * it only while the notifier runs, before sink_free: the ctx is alive. */
+static void on_log(void *userdata, sfu_log_level level, const char *target, const char *message) {
+  queue_item(userdata, KIND_LOG, target, "", (uint64_t)level, message, message ? strlen(message) : 0);
+}
+
+static void queue_item(sink_ctx *ctx, int32_t kind, const char *room_id, const char *peer_name,
+                       uint64_t request_id, const char *json, size_t json_len) {
   size_t rl = room_id ? strlen(room_id) : 0;
   size_t pl = peer_name ? strlen(peer_name) : 0;
   if (!json) json_len = 0;
@@ -258,7 +277,7 @@ static void on_event(void *userdata, sfu_event_kind kind, const char *room_id, c
             (unsigned long long)request_id);
     return;
   }
-  it->kind = (int32_t)kind;
+  it->kind = kind;
   it->request_id = request_id;
   it->room_len = rl;
   it->peer_len = pl;
@@ -436,6 +455,9 @@ static napi_value js_server_new(napi_env env, napi_callback_info info) {
   atomic_fetch_add(&g_servers_created, 1);
   h->server = server;
   h->tsfn = tsfn;
+  /* Log records through the same queue (no finalizer: the ctx is the event sink's).
+   * Fails only for a closed server, which this one is not. */
+  sfu_server_set_log_callback(server, on_log, ctx, NULL);
 
   napi_value ext;
   st = napi_create_external(env, h, handle_finalize, NULL, &ext);
@@ -562,6 +584,28 @@ static napi_value js_notify(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* metrics(h) -> string (Prometheus text exposition format). */
+static napi_value js_metrics(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  server_handle *h = get_handle(env, argv[0]);
+  if (!h) return NULL;
+  sfu_server *s = open_server(env, h);
+  if (!s) return NULL;
+  char *text = NULL;
+  size_t len = 0;
+  sfu_result r = sfu_server_metrics(s, &text, &len);
+  if (r != SFU_RESULT_OK) {
+    throw_result(env, r);
+    return NULL;
+  }
+  napi_value v;
+  napi_status st = napi_create_string_utf8(env, text, len, &v);
+  sfu_string_free(text);
+  CHECK(env, st, NULL);
+  return v;
+}
+
 /* close(h) -> true if this call closed it. Blocks until the library has stopped. */
 static napi_value js_close(napi_env env, napi_callback_info info) {
   napi_value argv[1];
@@ -613,6 +657,7 @@ NAPI_MODULE_INIT() {
       {"request", NULL, js_request, NULL, NULL, NULL, napi_enumerable, NULL},
       {"notify", NULL, js_notify, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"metrics", NULL, js_metrics, NULL, NULL, NULL, napi_enumerable, NULL},
       {"counters", NULL, js_counters, NULL, NULL, NULL, napi_enumerable, NULL},
       {"version", NULL, js_version, NULL, NULL, NULL, napi_enumerable, NULL},
   };

@@ -13,13 +13,17 @@ verbatim::
         room.on_notification = lambda peer, msg: send_to(peer, msg)   # library thread
         caps = room.request("alice", {"method": "queryRoom", "target": "room"})
 
+Log records of the library go to ``logging.getLogger("sfu")`` (the server's
+``logLevel`` config decides which are produced); :meth:`Server.metrics` returns the
+server's metrics as Prometheus text.
+
 The shared library is found through ``$SFU_LIBRARY_PATH`` (the file or its
 directory; when set, nothing else is tried), else next to this package (where
 ``pip install`` puts the library it built), else in ``target/release`` of a
 directory above this package or the working directory (a source checkout).
 """
 
-from ._lib import EventKind, Result, library_path
+from ._lib import EventKind, LogLevel, Result, library_path
 from ._server import (
     Error,
     RequestError,
@@ -41,6 +45,7 @@ __all__ = [
     "RequestError",
     "Result",
     "EventKind",
+    "LogLevel",
     "version",
     "library_path",
     "userdata_free_count",

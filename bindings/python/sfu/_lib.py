@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import List, Optional
 
-__all__ = ["Result", "EventKind", "EVENT_FN", "FREE_FN", "lib", "library_path", "LIBRARY_ENV"]
+__all__ = ["Result", "EventKind", "LogLevel", "EVENT_FN", "FREE_FN", "LOG_FN", "lib", "library_path", "LIBRARY_ENV"]
 
 #: Environment variable naming the shared library (a file) or a directory holding it.
 LIBRARY_ENV = "SFU_LIBRARY_PATH"
@@ -46,6 +46,14 @@ class EventKind(enum.IntEnum):
     HOST = 2
 
 
+class LogLevel(enum.IntEnum):
+    """``sfu_log_level``: the severity of a log record."""
+
+    ERROR = 1
+    WARN = 2
+    DEBUG = 3
+
+
 # typedef void (*sfu_event_fn)(void *userdata, sfu_event_kind kind, const char *room_id,
 #     const char *peer_name, uint64_t request_id, const char *json, size_t json_len);
 # `json` is declared as a raw pointer so that it is copied with string_at(ptr, len);
@@ -63,6 +71,10 @@ EVENT_FN = ctypes.CFUNCTYPE(
 
 # typedef void (*sfu_userdata_free_fn)(void *userdata);
 FREE_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+
+# typedef void (*sfu_log_fn)(void *userdata, sfu_log_level level, const char *target,
+#     const char *message);
+LOG_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p)
 
 
 def _lib_names() -> List[str]:
@@ -143,6 +155,16 @@ def _declare(dll: ctypes.CDLL) -> ctypes.CDLL:
 
     dll.sfu_server_free.argtypes = [c_void_p]
     dll.sfu_server_free.restype = None
+
+    dll.sfu_server_set_log_callback.argtypes = [c_void_p, LOG_FN, c_void_p, FREE_FN]
+    dll.sfu_server_set_log_callback.restype = c_int
+
+    # `out` as a raw pointer: the text is copied with string_at, then sfu_string_free.
+    dll.sfu_server_metrics.argtypes = [c_void_p, ctypes.POINTER(c_void_p), ctypes.POINTER(ctypes.c_size_t)]
+    dll.sfu_server_metrics.restype = c_int
+
+    dll.sfu_string_free.argtypes = [c_void_p]
+    dll.sfu_string_free.restype = None
     return dll
 
 

@@ -11,6 +11,10 @@ Threading model (mirrors include/sfu.h):
   response only that same thread can deliver, so it raises ``RuntimeError``.
 * ``Server.close()`` blocks until the library's threads have stopped; after it
   returns no handler runs and every request still pending has been failed.
+* The library's log records go to ``logging.getLogger("sfu")`` (levels "error",
+  "warn", "debug" become ``ERROR``, ``WARNING``, ``DEBUG``), emitted on the notifier
+  thread like the handlers, in order with them. Which records a server produces is
+  its ``logLevel`` (config; default "error").
 
 Lifetime: one module-level C trampoline (``_TRAMPOLINE``) serves every server, and
 the C ``userdata`` is a small integer naming a ``_Core`` in ``_REGISTRY``. The
@@ -34,7 +38,7 @@ import warnings
 from typing import Any, Callable, Dict, Mapping, Optional, Union
 
 from . import _lib
-from ._lib import EVENT_FN, FREE_FN, EventKind, Result
+from ._lib import EVENT_FN, FREE_FN, LOG_FN, EventKind, LogLevel, Result
 
 __all__ = [
     "Error",
@@ -276,7 +280,7 @@ class _Core:
         self.delivering = True  # False once free() returned: drop anything late
         # The C callback objects, referenced from the core too for clarity (they are
         # module-level and live as long as the module anyway).
-        self.callbacks = (_TRAMPOLINE, _FREE_TRAMPOLINE)
+        self.callbacks = (_TRAMPOLINE, _FREE_TRAMPOLINE, _LOG_TRAMPOLINE)
 
     # -- called from the notifier thread ------------------------------------------
 
@@ -435,8 +439,26 @@ def _on_free(userdata):
         _report(e, "Exception ignored in the sfu userdata finalizer")
 
 
+_LOG_LEVELS = {LogLevel.ERROR: logging.ERROR, LogLevel.WARN: logging.WARNING, LogLevel.DEBUG: logging.DEBUG}
+
+
+def _on_log(userdata, level, target, message):
+    # The library's log callback, on its notifier thread. Records are produced only at
+    # or above the server's logLevel; logging's own level and handlers filter further.
+    try:
+        pylevel = _LOG_LEVELS.get(level, logging.ERROR)
+        if log.isEnabledFor(pylevel):
+            text = message.decode("utf-8", "replace") if message else ""
+            tgt = target.decode("utf-8", "replace") if target else ""
+            log.log(pylevel, "%s", text, extra={"sfu_target": tgt, "sfu_server": userdata or 0})
+    except BaseException as e:  # noqa: BLE001
+        _report(e, "Exception ignored in the sfu log callback")
+
+
 _TRAMPOLINE = EVENT_FN(_on_event)
 _FREE_TRAMPOLINE = FREE_FN(_on_free)
+_LOG_TRAMPOLINE = LOG_FN(_on_log)
+_NO_FREE = ctypes.cast(None, FREE_FN)
 
 
 def userdata_free_count(userdata_id: int) -> int:
@@ -482,6 +504,9 @@ class Server:
     """
 
     def __init__(self, config: Optional[Union[Mapping[str, Any], str]] = None):
+        # Log records go to logging.getLogger("sfu") (see the module docstring); the
+        # record's ``sfu_target`` is the library part that logged (e.g. "sfu::room"),
+        # ``sfu_server`` this server's :attr:`userdata_id`.
         self._core: Optional[_Core] = None
         cfg = None if config is None else _encode_json(config, "config")
         dll = _lib.lib()
@@ -501,6 +526,8 @@ class Server:
             raise
         core.handle = out.value
         self._core = core
+        # No finalizer: the userdata is only the server's id, for the records' extra.
+        _check(dll.sfu_server_set_log_callback(core.handle, _LOG_TRAMPOLINE, ctypes.c_void_p(uid), _NO_FREE))
 
     # -- properties -----------------------------------------------------------------
 
@@ -544,6 +571,25 @@ class Server:
         if stale is not None:
             stale.closed = True
         return Room(self, room_id, state)
+
+    # -- metrics --------------------------------------------------------------------
+
+    def metrics(self) -> str:
+        """The server's metrics in the Prometheus text exposition format (version
+        0.0.4; serve it as ``text/plain; version=0.0.4``): rooms, peers, transports,
+        producers, consumers, datagrams, RTP, RTCP feedback, drops, worker busy time
+        and batch latency (the README lists every name). Never waits for a worker:
+        counters are what the workers last published, gauges are at most about
+        100 ms old. Raises :class:`SfuError` (``SERVER_CLOSED``) once closed."""
+        core = self._require()
+        out = ctypes.c_void_p()
+        n = ctypes.c_size_t()
+        dll = _lib.lib()
+        _check(dll.sfu_server_metrics(core.handle, ctypes.byref(out), ctypes.byref(n)))
+        try:
+            return ctypes.string_at(out.value, n.value).decode("utf-8")
+        finally:
+            dll.sfu_string_free(out)
 
     # -- close ----------------------------------------------------------------------
 
