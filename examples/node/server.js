@@ -13,7 +13,9 @@
 //                    {type:'notification', method, data}  (from room.on('notification'))
 //
 // The peer's name is the one in the WebSocket URL: the host decides who is who, and the
-// library ignores `join.peerName`. SFU_DEBUG=1 logs every frame.
+// library ignores `join.peerName`. SFU_DEBUG=1 logs every frame and runs the library at
+// logLevel "debug" (else "warn"); the library's records are printed as `[host] sfu ...`.
+// GET /metrics serves the library's metrics (Prometheus text exposition format).
 'use strict';
 
 const http = require('node:http');
@@ -66,8 +68,9 @@ const log = (...args) => console.log('[host]', ...args);
 const config = {};
 if (opts.rtcIp) config.rtcIPv4 = opts.rtcIp;
 if (opts.announcedIp) config.rtcAnnouncedIPv4 = opts.announcedIp;
-if (debug) config.logLevel = 'debug';
+config.logLevel = debug ? 'debug' : 'warn';
 const server = new Server(config);
+server.on('log', (level, target, message) => log(`sfu ${level} ${target}: ${message}`));
 
 // room id -> { room, sockets: Map<peer name, WebSocket> }
 const rooms = new Map();
@@ -214,7 +217,24 @@ function serveStatic(req, res) {
   });
 }
 
-const httpServer = http.createServer(serveStatic);
+// Prometheus scrapes this (sfu_server_metrics: rooms, peers, transports, traffic, drops,
+// worker busy time and latency; the names are in the README, "Metrics").
+function serveMetrics(req, res) {
+  let body;
+  try {
+    body = server.metrics();
+  } catch (error) {
+    res.writeHead(503, { 'content-type': 'text/plain' }).end(`${error.message}\n`);
+    return;
+  }
+  res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'cache-control': 'no-cache' });
+  res.end(req.method === 'HEAD' ? undefined : body);
+}
+
+const httpServer = http.createServer((req, res) => {
+  if (new URL(req.url, 'http://localhost').pathname === '/metrics') serveMetrics(req, res);
+  else serveStatic(req, res);
+});
 
 httpServer.on('upgrade', (req, socket, head) => {
   const url = new URL(req.url, 'http://localhost');

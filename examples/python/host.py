@@ -14,7 +14,10 @@ Frames (JSON text):
 * host -> page ``{type:"notification", method, data}``: ``data`` is the mediasoup
   notification verbatim, for ``room.receiveNotification(data)``.
 
-Every other path is served from ``examples/web/dist`` (``--static``) when it exists.
+``GET /metrics`` serves the library's metrics (Prometheus text exposition format); every
+other path is served from ``examples/web/dist`` (``--static``) when it exists. The
+library's log records go to the ``sfu`` logger (``--sfu-log-level``, default "warn";
+SFU_DEBUG=1 makes it "debug").
 
     python examples/python/host.py --host 127.0.0.1 --port 8080
 
@@ -30,6 +33,7 @@ import functools
 import json
 import logging
 import mimetypes
+import os
 import signal
 import sys
 from http import HTTPStatus
@@ -54,6 +58,7 @@ from websockets.http11 import Request, Response
 log = logging.getLogger("sfu.host")
 
 WS_PATH = "/ws"
+METRICS_PATH = "/metrics"
 REQUEST_TIMEOUT = 30.0  # mediasoup-client's own default request timeout
 
 
@@ -212,7 +217,25 @@ class Host:
         path = urlsplit(request.path).path
         if path == WS_PATH:
             return None  # go on with the WebSocket handshake
+        if path == METRICS_PATH:
+            return self.metrics(connection)
         return self.static(connection, unquote(path))
+
+    def metrics(self, connection: ServerConnection) -> Response:
+        """What Prometheus scrapes: sfu_server_metrics' text (names in the README)."""
+        try:
+            body = self.server.metrics().encode("utf-8")
+        except sfu.SfuError as e:
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, f"{e}\n")
+        headers = Headers(
+            [
+                ("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
+                ("Content-Length", str(len(body))),
+                ("Cache-Control", "no-cache"),
+                ("Connection", "close"),
+            ]
+        )
+        return Response(HTTPStatus.OK.value, HTTPStatus.OK.phrase, headers, body)
 
     def static(self, connection: ServerConnection, path: str) -> Response:
         root = self.static_dir
@@ -243,7 +266,7 @@ class Host:
 
 
 async def run(args: argparse.Namespace) -> None:
-    config: Dict[str, Any] = {"rtcIPv4": args.rtc_ip}
+    config: Dict[str, Any] = {"rtcIPv4": args.rtc_ip, "logLevel": args.sfu_log_level}
     if args.announced_ip:
         config["rtcAnnouncedIPv4"] = args.announced_ip
     if args.workers:
@@ -276,7 +299,13 @@ def main(argv: Optional[list] = None) -> None:
     ap.add_argument("--rtc-ip", default="127.0.0.1", help="IPv4 the SFU's UDP sockets bind to")
     ap.add_argument("--announced-ip", default=None, help="IPv4 put in ICE candidates (NAT); default --rtc-ip")
     ap.add_argument("--workers", type=int, default=1, help="SFU worker threads (default 1)")
-    ap.add_argument("--log-level", default="INFO")
+    ap.add_argument("--log-level", default="INFO", help="the host's logging level (default INFO)")
+    ap.add_argument(
+        "--sfu-log-level",
+        default="debug" if os.environ.get("SFU_DEBUG") == "1" else "warn",
+        choices=["debug", "warn", "error", "none"],
+        help="the library's logLevel; its records go to the 'sfu' logger (default warn; debug if SFU_DEBUG=1)",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("websockets").setLevel(logging.WARNING)

@@ -4,8 +4,9 @@
 //   - the Python host (examples/python/host.py, bindings/python), if present.
 //
 // For each host: two pages (alice, bob; separate browser contexts) join one room, each
-// must decode the other's video and receive the other's audio; then alice clicks Leave
-// and bob must see her go.
+// must decode the other's video and receive the other's audio; the host's /metrics must
+// show the two peers, their connected transports and the RTP going through; then alice
+// clicks Leave and bob must see her go.
 //
 // Env: SFU_SCREENSHOT=1 saves bob's page to docs/screenshot.png; SFU_DEBUG=1 makes the
 // host log every signalling frame and prints all page console output.
@@ -14,6 +15,7 @@
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
+const http = require('node:http');
 const path = require('node:path');
 const { repo, sleep, hosts: hostsByName, startHost, stopHost } = require('./lib/host');
 const { launch } = require('./lib/browsers');
@@ -97,6 +99,35 @@ async function diagnostics(peers, h) {
   return parts.join('\n');
 }
 
+/** GET `url`: { status, type, body }. */
+function httpGet(url) {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { timeout: 5000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode, type: res.headers['content-type'], body }));
+    });
+    req.on('error', reject);
+    req.on('timeout', () => req.destroy(new Error(`GET ${url}: timeout`)));
+  });
+}
+
+/** The host's /metrics as "name{labels}" -> number (the format is checked in detail
+ * by the binding tests; here: what the demo's traffic did). */
+async function hostMetrics(base) {
+  const r = await httpGet(`${base}/metrics`);
+  assert.equal(r.status, 200, r.body);
+  assert.match(r.type, /^text\/plain; version=0\.0\.4/);
+  const out = new Map();
+  for (const line of r.body.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const i = line.lastIndexOf(' ');
+    out.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------------------
 // The scenario.
 
@@ -142,6 +173,22 @@ for (const host of hosts) {
       }
       console.log(`${host.name} host: alice receives from bob ${JSON.stringify(aliceStats.bob)}`);
       console.log(`${host.name} host: bob receives from alice ${JSON.stringify(bobStats.alice)}`);
+
+      // The host's /metrics saw it: two peers, their transports connected, RTP both ways.
+      const m = await hostMetrics(h.base);
+      const connected = ['udp', 'tcp'].reduce((n, p) => n + (m.get(`sfu_transports{protocol="${p}",state="connected"}`) || 0), 0);
+      assert.equal(m.get('sfu_peers'), 2);
+      assert.ok(connected >= 2, `connected transports: ${connected}`);
+      assert.ok(m.get('sfu_rtp_packets_received_total') > 0 && m.get('sfu_rtp_packets_sent_total') > 0);
+      console.log(
+        `${host.name} host /metrics: ${connected} transports connected, producers ${m.get('sfu_producers')}, ` +
+          `consumers ${m.get('sfu_consumers')}, RTP in ${m.get('sfu_rtp_packets_received_total')} / out ` +
+          `${m.get('sfu_rtp_packets_sent_total')}, NACK in/out ${m.get('sfu_rtcp_feedback_received_total{type="nack"}')}/` +
+          `${m.get('sfu_rtcp_feedback_sent_total{type="nack"}')}, PLI in/out ${m.get('sfu_rtcp_feedback_received_total{type="pli"}')}/` +
+          `${m.get('sfu_rtcp_feedback_sent_total{type="pli"}')}, worker busy ratio ${m.get('sfu_worker_busy_ratio{worker="0"}')}, ` +
+          `batches ${m.get('sfu_worker_batch_latency_seconds_count{worker="0"}')} (mean ` +
+          `${((1e6 * m.get('sfu_worker_batch_latency_seconds_sum{worker="0"}')) / m.get('sfu_worker_batch_latency_seconds_count{worker="0"}')).toFixed(0)} µs)`
+      );
 
       if (process.env.SFU_SCREENSHOT === '1' && host.name === 'node') {
         await sleep(1500); // let the tiles' stats line refresh

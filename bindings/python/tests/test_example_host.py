@@ -231,3 +231,24 @@ def test_static_files_are_served(host, static_dir):
     assert _get(host, "/missing.css")[0] == 404
     assert _get(host, "/../../../../etc/passwd")[0] == 404
     assert _get(host, "/%2e%2e/%2e%2e/etc/passwd")[0] == 404
+
+
+def test_metrics_are_served_in_the_prometheus_format(host):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async def main():
+        async with connect(url(host, "metrics", "alice"), open_timeout=T) as wa:
+            await Client(wa).join()
+            # alice joined (the gauges may lag the answer by a moment: bounded retries).
+            for _ in range(100):
+                status, ctype, body = _get(host, "/metrics")
+                assert status == 200 and ctype.startswith("text/plain; version=0.0.4"), (status, ctype)
+                fams = {f.name: f for f in text_string_to_metric_families(body.decode())}
+                if fams["sfu_peers"].samples[0].value >= 1:
+                    break
+                await asyncio.sleep(0.02)
+            assert fams["sfu_peers"].samples[0].value >= 1
+            assert fams["sfu_rooms"].samples[0].value >= 1
+            assert fams["sfu_datagrams_dropped"].type == "counter"
+
+    asyncio.run(main())
