@@ -439,6 +439,7 @@ mod tests {
         assert_eq!((c.counts().engines, c.counts().ufrag_routes, c.counts().addr_routes), (0, 0, 0));
         assert_eq!(c.poll_timeout(now), None, "no timer is left");
     }
+
     #[test]
     fn log_records_are_outputs_in_order_only_at_or_above_the_level() {
         use crate::log::LogLevel;
