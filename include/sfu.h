@@ -73,8 +73,13 @@ typedef enum {
   SFU_EVENT_KIND_NOTIFICATION = 1,
   // A host-facing event, not for the client: `{"event":"<name>", ...}` (e.g.
   // `notificationError`, `transportClosed` with a reason, `roomClosed` after an
-  // internal error); `peer_name` may be empty; `request_id` is 0.
+  // internal error, `audioLevels`, `activeSpeaker`, `rtpStreamerClosed`);
+  // `peer_name` is empty for events about the room; `request_id` is 0.
   SFU_EVENT_KIND_HOST = 2,
+  // The answer to a host request (`sfu_server_host_request`): `{"ok":true,"data":...}`
+  // or `{"ok":false,"error":...}`; `request_id` is the id the host gave; `peer_name`
+  // is empty.
+  SFU_EVENT_KIND_HOST_RESPONSE = 3,
 } sfu_event_kind;
 
 // Severity of a log record. A server produces the records at or above its
@@ -284,6 +289,23 @@ sfu_result sfu_server_metrics(sfu_server *server, char **out, size_t *out_len);
 // Ownership: `s` must come from this library and not have been freed yet; anything
 // else is undefined behaviour. Threading: any thread. Errors: none.
 void sfu_string_free(char *s);
+
+// Make a request about a room as the host (not on behalf of a peer): `request_json` is
+// `{"method": ..., ...}` with one of the host methods of docs/PROTOCOL.md ("Host
+// requests"): `createRtpStreamer`, `closeRtpStreamer`, `enableAudioLevels`,
+// `disableAudioLevels`, `enableActiveSpeaker`, `disableActiveSpeaker`. Asynchronous,
+// like `sfu_server_request`: the JSON is copied and queued, and exactly one
+// `SFU_EVENT_KIND_HOST_RESPONSE` with this `request_id` follows through the callback —
+// an error response for an unknown room, bad JSON, an unknown method or invalid fields.
+// The events the room then produces (`audioLevels`, `activeSpeaker`,
+// `rtpStreamerClosed`) are `SFU_EVENT_KIND_HOST` events with an empty peer name.
+//
+// Ownership: strings are copied. Threading: any thread, including the callback.
+// Errors (call misuse only): NULL_ARGUMENT, INVALID_UTF8, SERVER_CLOSED.
+sfu_result sfu_server_host_request(sfu_server *server,
+                                   const char *room_id,
+                                   uint64_t request_id,
+                                   const char *request_json);
 
 // Stop and release a server. Blocks until every library thread has stopped: queued
 // requests are answered ("server closed"), rooms send `closed` to their peers, the

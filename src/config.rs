@@ -93,6 +93,13 @@ pub struct Limits {
     pub max_producers_per_transport: usize,
     /// Requests of one peer queued and not yet processed.
     pub max_pending_requests_per_peer: usize,
+    /// RTP streamers (host request `createRtpStreamer`) per room.
+    pub max_rtp_streamers_per_room: usize,
+    /// Plain RTP transports per peer (within `max_transports_per_peer`).
+    pub max_plain_transports_per_peer: usize,
+    /// A plain transport created without the client's address learns it from the first
+    /// packet of a declared SSRC (`plainRtpComedia`); otherwise the address is required.
+    pub plain_rtp_comedia: bool,
 }
 
 impl Default for Limits {
@@ -102,6 +109,9 @@ impl Default for Limits {
             max_transports_per_peer: 8,
             max_producers_per_transport: 16,
             max_pending_requests_per_peer: 128,
+            max_rtp_streamers_per_room: 32,
+            max_plain_transports_per_peer: 4,
+            plain_rtp_comedia: false,
         }
     }
 }
@@ -241,6 +251,11 @@ impl ServerConfig {
                 }
                 "maxPendingRequestsPerPeer" => {
                     cfg.limits.max_pending_requests_per_peer = uint(val, k, 1, 1_000_000)? as usize
+                }
+                "maxRtpStreamersPerRoom" => cfg.limits.max_rtp_streamers_per_room = uint(val, k, 0, 10_000)? as usize,
+                "maxPlainTransportsPerPeer" => cfg.limits.max_plain_transports_per_peer = uint(val, k, 0, 1000)? as usize,
+                "plainRtpComedia" => {
+                    cfg.limits.plain_rtp_comedia = val.as_bool().ok_or_else(|| bad(k, "must be a boolean"))?
                 }
                 "enableTcp" => cfg.enable_tcp = val.as_bool().ok_or_else(|| bad(k, "must be a boolean"))?,
                 "tcpMaxConnections" => cfg.tcp.max_connections = uint(val, k, 1, 1_000_000)? as usize,

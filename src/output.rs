@@ -43,6 +43,8 @@ pub enum EventKind {
     Notification,
     /// A host-facing event (`{"event": ...}`): not for the client.
     Host,
+    /// The answer to a host request (`request_id` is the host's id; no peer).
+    HostResponse,
 }
 
 /// One message for the host, owned.

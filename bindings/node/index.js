@@ -31,7 +31,7 @@ const KIND_NOTIFICATION = 1;
 const KIND_HOST = 2;
 const KIND_END = 3;
 // A log record (target, message; its sfu_log_level in the request id slot).
-const KIND_LOG = 4;
+const KIND_LOG = 100; // addon.c: far from sfu_event_kind's values
 const LOG_LEVELS = { 1: 'error', 2: 'warn', 3: 'debug' };
 
 const kCreate = Symbol('sfu.create');

@@ -58,6 +58,7 @@ impl ForeignSink {
             EventKind::Response => sfu_event_kind::Response,
             EventKind::Notification => sfu_event_kind::Notification,
             EventKind::Host => sfu_event_kind::Host,
+            EventKind::HostResponse => sfu_event_kind::HostResponse,
         };
         let c = |s: &str| {
             CString::new(s)

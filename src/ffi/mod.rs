@@ -59,8 +59,13 @@ pub enum sfu_event_kind {
     Notification = 1,
     /// A host-facing event, not for the client: `{"event":"<name>", ...}` (e.g.
     /// `notificationError`, `transportClosed` with a reason, `roomClosed` after an
-    /// internal error); `peer_name` may be empty; `request_id` is 0.
+    /// internal error, `audioLevels`, `activeSpeaker`, `rtpStreamerClosed`);
+    /// `peer_name` is empty for events about the room; `request_id` is 0.
     Host = 2,
+    /// The answer to a host request (`sfu_server_host_request`): `{"ok":true,"data":...}`
+    /// or `{"ok":false,"error":...}`; `request_id` is the id the host gave; `peer_name`
+    /// is empty.
+    HostResponse = 3,
 }
 
 /// The host's callback.
@@ -421,6 +426,33 @@ pub unsafe extern "C" fn sfu_string_free(s: *mut c_char) {
         drop(unsafe { std::ffi::CString::from_raw(s) });
         Ok(())
     });
+}
+
+/// Make a request about a room as the host (not on behalf of a peer): `request_json` is
+/// `{"method": ..., ...}` with one of the host methods of docs/PROTOCOL.md ("Host
+/// requests"): `createRtpStreamer`, `closeRtpStreamer`, `enableAudioLevels`,
+/// `disableAudioLevels`, `enableActiveSpeaker`, `disableActiveSpeaker`. Asynchronous,
+/// like `sfu_server_request`: the JSON is copied and queued, and exactly one
+/// `SFU_EVENT_KIND_HOST_RESPONSE` with this `request_id` follows through the callback —
+/// an error response for an unknown room, bad JSON, an unknown method or invalid fields.
+/// The events the room then produces (`audioLevels`, `activeSpeaker`,
+/// `rtpStreamerClosed`) are `SFU_EVENT_KIND_HOST` events with an empty peer name.
+///
+/// Ownership: strings are copied. Threading: any thread, including the callback.
+/// Errors (call misuse only): NULL_ARGUMENT, INVALID_UTF8, SERVER_CLOSED.
+#[no_mangle]
+pub unsafe extern "C" fn sfu_server_host_request(
+    server: *mut sfu_server,
+    room_id: *const c_char,
+    request_id: u64,
+    request_json: *const c_char,
+) -> sfu_result {
+    run(|| {
+        let s = guard::lookup(server)?;
+        let room = cstr_arg(room_id, "room_id")?;
+        let json = guard::bytes_arg(request_json, "request_json")?;
+        s.host_request(room, request_id, json).map_err(guard::map_err)
+    })
 }
 
 /// Stop and release a server. Blocks until every library thread has stopped: queued

@@ -1,9 +1,10 @@
-//! A worker's engines: every `TransportMedia` of the worker, the routing table that
-//! finds the engine a datagram is for, and the engines' deadlines.
+//! A worker's engines: every transport's media engine (a str0m `Rtc`, or a plain RTP
+//! transport), the routing table that finds the engine a packet is for, and the engines'
+//! deadlines.
 //!
-//! Costs (docs/ARCHITECTURE.md, "Costs"): routing a datagram is one hash lookup (two
-//! for a first-contact STUN request, plus its HMAC); a write marks its engine due in
-//! O(1) (a dirty list); a deadline change is O(log n) in a heap; `next_timeout` is O(1)
+//! Costs (docs/ARCHITECTURE.md, "Costs"): routing a packet is one hash lookup (two for a
+//! first-contact STUN request, plus its HMAC); a write marks its engine due in O(1) (a
+//! dirty list); a deadline change is O(log n) in a heap; `next_timeout` is O(1)
 //! amortised. Nothing here walks every engine.
 
 use std::collections::HashMap;
@@ -15,9 +16,10 @@ use str0m::config::Fingerprint;
 use str0m::media::KeyframeRequestKind;
 use str0m::rtp::ExtensionValues;
 
+use super::plain::{PlainRemote, PlainTransport};
 use super::tally::Tally;
 use super::transport::TransportMedia;
-use super::{MediaEnv, MediaEvent, TransportStats};
+use super::{rtp_peek, MediaEnv, MediaEvent, TransportStats};
 use crate::ids::{RoomSlot, TransportKey};
 use crate::metrics::{Counters, Ctr, Gauges, TransportState};
 use crate::net::routes::Routes;
@@ -27,8 +29,13 @@ use crate::output::{Outbox, Proto};
 use crate::protocol::request::Direction;
 use crate::timers::Timers;
 
+enum Media {
+    Rtc(TransportMedia),
+    Plain(PlainTransport),
+}
+
 struct Engine {
-    media: TransportMedia,
+    media: Media,
     /// The room the engine reports to.
     owner: RoomSlot,
     /// On the dirty list.
@@ -36,11 +43,22 @@ struct Engine {
     tally: Tally,
 }
 
+impl Engine {
+    fn next_timeout(&self) -> Option<Instant> {
+        match &self.media {
+            Media::Rtc(m) => m.next_timeout(),
+            Media::Plain(p) => p.next_timeout(),
+        }
+    }
+}
+
 /// The engines of one worker.
 pub struct MediaHost {
     env: Arc<MediaEnv>,
     engines: HashMap<TransportKey, Engine>,
     routes: Routes<TransportKey>,
+    /// Plain transports waiting for their remote (comedia), by the SSRCs they expect.
+    comedia: HashMap<u32, TransportKey>,
     timers: Timers<TransportKey>,
     /// Engines due now (a packet was written to them): driven at the next timeout
     /// handling without going through the heap.
@@ -64,6 +82,7 @@ impl MediaHost {
             env,
             engines: HashMap::new(),
             routes: Routes::default(),
+            comedia: HashMap::new(),
             timers: Timers::default(),
             due: Vec::new(),
             pending_writes: 0,
@@ -75,7 +94,7 @@ impl MediaHost {
         &self.env
     }
 
-    /// Create an engine for a new transport; its ICE ufrag routes to it.
+    /// Create a WebRTC engine for a new transport; its ICE ufrag routes to it.
     pub fn create(
         &mut self,
         now: Instant,
@@ -86,27 +105,67 @@ impl MediaHost {
         out: &mut Outbox,
     ) -> IceParameters {
         let media = TransportMedia::new(now, &self.env, dir, caps, out);
-        let ice = IceParameters {
-            ufrag: media.ice_ufrag().to_string(),
-            password: media.ice_password().to_string(),
-        };
+        let ice = IceParameters { ufrag: media.ice_ufrag().to_string(), password: media.ice_password().to_string() };
         self.routes.add_ufrag(&ice.ufrag, key);
-        self.engines.insert(key, Engine { media, owner, due: false, tally: Tally::default() });
+        self.engines.insert(key, Engine { media: Media::Rtc(media), owner, due: false, tally: Tally::default() });
         self.reschedule(now, key);
         ice
     }
 
-    /// Which engine a datagram is for: a STUN binding request by the local ufrag it
-    /// names (and only if it verifies), anything else by its validated source address.
+    /// Create a plain RTP engine: packets from `remote` (RTP and RTCP addresses) route to
+    /// it; without a remote and with `comedia`, the first packet of a declared SSRC sets
+    /// it. Returns the local address the remote sends to.
+    pub fn create_plain(
+        &mut self,
+        now: Instant,
+        key: TransportKey,
+        owner: RoomSlot,
+        remote: Option<PlainRemote>,
+        comedia: bool,
+    ) -> SocketAddr {
+        let local = self.env.ice_addr;
+        let p = PlainTransport::new(now, local, remote, comedia, self.env.transport_timeout);
+        if let Some(r) = remote {
+            self.routes.add_addr((Proto::Udp, r.rtp), key);
+            self.routes.add_addr((Proto::Udp, r.rtcp), key);
+        }
+        self.engines.insert(key, Engine { media: Media::Plain(p), owner, due: false, tally: Tally::default() });
+        self.reschedule(now, key);
+        local
+    }
+
+    /// A plain transport's remote moved.
+    pub fn set_plain_remote(&mut self, key: TransportKey, remote: PlainRemote) -> bool {
+        let Some(Engine { media: Media::Plain(p), .. }) = self.engines.get_mut(&key) else {
+            return false;
+        };
+        p.set_remote(remote);
+        self.routes.remove(key);
+        self.routes.add_addr((Proto::Udp, remote.rtp), key);
+        self.routes.add_addr((Proto::Udp, remote.rtcp), key);
+        true
+    }
+
+    /// Which engine a packet is for: a STUN binding request by the local ufrag it names
+    /// (and only if it verifies); anything else by its validated source; an RTP packet
+    /// from an unknown source by its SSRC, if a comedia plain transport expects it.
     pub fn route(&self, proto: Proto, src: SocketAddr, data: &[u8]) -> Option<(TransportKey, RoomSlot)> {
         if stun::looks_like_stun(data) {
             if let Some(k) = stun::with_binding_request_local_ufrag(data, |u| self.routes.by_ufrag(u)) {
                 let e = self.engines.get(&k)?;
-                return stun::verify(data, e.media.ice_password()).then_some((k, e.owner));
+                let Media::Rtc(m) = &e.media else { return None };
+                return stun::verify(data, m.ice_password()).then_some((k, e.owner));
             }
         }
-        let k = self.routes.by_addr(&(proto, src))?;
-        Some((k, self.engines.get(&k)?.owner))
+        if let Some(k) = self.routes.by_addr(&(proto, src)) {
+            return Some((k, self.engines.get(&k)?.owner));
+        }
+        if proto == Proto::Udp && !self.comedia.is_empty() {
+            let h = rtp_peek::peek(data)?;
+            let k = *self.comedia.get(&h.ssrc)?;
+            return Some((k, self.engines.get(&k)?.owner));
+        }
+        None
     }
 
     /// Feed an engine a packet; its events are appended to `evs`.
@@ -123,13 +182,27 @@ impl MediaHost {
     ) {
         let Some(e) = self.engines.get_mut(&key) else { return };
         let (first, out_first) = (evs.len(), out.len());
-        e.media.receive(now, proto, src, data, out, evs);
+        match &mut e.media {
+            Media::Rtc(m) => m.receive(now, proto, src, data, out, evs),
+            Media::Plain(p) => {
+                let waited = p.awaits_remote();
+                p.receive(now, src, data, out, evs);
+                if waited && !p.awaits_remote() {
+                    let ssrcs: Vec<u32> = p.rx_ssrcs().collect();
+                    for s in ssrcs {
+                        self.comedia.remove(&s);
+                    }
+                }
+            }
+        }
         for ev in &evs[first..] {
             if let MediaEvent::RemoteAddr(p, a) = ev {
                 self.routes.add_addr((*p, *a), key);
             }
         }
-        e.tally.account(&mut self.counters, &evs[first..], out, out_first);
+        if let Some(e) = self.engines.get_mut(&key) {
+            e.tally.account(&mut self.counters, &evs[first..], out, out_first);
+        }
         self.reschedule(now, key);
     }
 
@@ -156,7 +229,10 @@ impl MediaHost {
     pub fn drive(&mut self, now: Instant, key: TransportKey, out: &mut Outbox, evs: &mut Vec<MediaEvent>) {
         let Some(e) = self.engines.get_mut(&key) else { return };
         let (first, out_first) = (evs.len(), out.len());
-        e.media.handle_timeout(now, out, evs);
+        match &mut e.media {
+            Media::Rtc(m) => m.handle_timeout(now, out, evs),
+            Media::Plain(p) => p.handle_timeout(now, out, evs),
+        }
         e.tally.account(&mut self.counters, &evs[first..], out, out_first);
         self.reschedule(now, key);
     }
@@ -172,7 +248,7 @@ impl MediaHost {
     /// Put an engine on the dirty list or in the heap, after anything touched it.
     fn reschedule(&mut self, now: Instant, key: TransportKey) {
         let Some(e) = self.engines.get_mut(&key) else { return };
-        match e.media.next_timeout() {
+        match e.next_timeout() {
             Some(t) if t <= now => {
                 if !e.due {
                     e.due = true;
@@ -184,17 +260,27 @@ impl MediaHost {
         }
     }
 
-    fn with<R>(&mut self, now: Instant, key: TransportKey, f: impl FnOnce(&mut TransportMedia) -> R) -> Option<R> {
-        let e = self.engines.get_mut(&key)?;
-        let r = f(&mut e.media);
+    /// Run `f` on a WebRTC engine, then reschedule it.
+    fn with_rtc<R>(&mut self, now: Instant, key: TransportKey, f: impl FnOnce(&mut TransportMedia) -> R) -> Option<R> {
+        let Some(Engine { media: Media::Rtc(m), .. }) = self.engines.get_mut(&key) else {
+            return None;
+        };
+        let r = f(m);
         self.reschedule(now, key);
         Some(r)
     }
 
-    /// Forget an engine: its routes and its deadline go with it.
-    pub fn close(&mut self, key: TransportKey) {
+    /// Forget an engine: its routes and its deadline go with it (a plain transport says
+    /// BYE for its streams).
+    pub fn close(&mut self, key: TransportKey, out: &mut Outbox) {
         if let Some(mut e) = self.engines.remove(&key) {
-            e.media.close();
+            match &mut e.media {
+                Media::Rtc(m) => m.close(),
+                Media::Plain(p) => {
+                    p.close(out);
+                    self.comedia.retain(|_, k| *k != key);
+                }
+            }
             if e.due {
                 self.due.retain(|k| *k != key);
             }
@@ -204,16 +290,13 @@ impl MediaHost {
     }
 
     pub fn restart_ice(&mut self, now: Instant, key: TransportKey, out: &mut Outbox) -> Option<IceParameters> {
-        let e = self.engines.get_mut(&key)?;
-        let old = e.media.ice_ufrag().to_string();
-        e.media.restart_ice(now, out);
-        let ice = IceParameters {
-            ufrag: e.media.ice_ufrag().to_string(),
-            password: e.media.ice_password().to_string(),
-        };
+        let (old, ice) = self.with_rtc(now, key, |m| {
+            let old = m.ice_ufrag().to_string();
+            m.restart_ice(now, out);
+            (old, IceParameters { ufrag: m.ice_ufrag().to_string(), password: m.ice_password().to_string() })
+        })?;
         self.routes.remove_ufrag(&old);
         self.routes.add_ufrag(&ice.ufrag, key);
-        self.reschedule(now, key);
         Some(ice)
     }
 
@@ -225,7 +308,7 @@ impl MediaHost {
         active: bool,
         out: &mut Outbox,
     ) -> Result<(), String> {
-        self.with(now, key, |m| m.start_dtls(now, fp, active, out))
+        self.with_rtc(now, key, |m| m.start_dtls(now, fp, active, out))
             .unwrap_or_else(|| Err("transport not found".into()))
     }
 
@@ -240,7 +323,19 @@ impl MediaHost {
         mapping: &ProducerMapping,
         out: &mut Outbox,
     ) {
-        self.with(now, key, |m| m.add_producer(now, mid, kind, streams, mapping, out));
+        let Some(e) = self.engines.get_mut(&key) else { return };
+        match &mut e.media {
+            Media::Rtc(m) => m.add_producer(now, mid, kind, streams, mapping, out),
+            Media::Plain(p) => {
+                p.add_producer(mid, streams);
+                if p.awaits_remote() {
+                    for (s, _) in streams {
+                        self.comedia.insert(*s, key);
+                    }
+                }
+            }
+        }
+        self.reschedule(now, key);
     }
 
     pub fn remove_producer(
@@ -251,12 +346,24 @@ impl MediaHost {
         streams: &[(u32, Option<u32>)],
         out: &mut Outbox,
     ) {
-        self.with(now, key, |m| m.remove_producer(now, mid, streams, out));
-        if let Some(e) = self.engines.get_mut(&key) {
-            e.tally.stream_removed(mid, None);
+        let Some(e) = self.engines.get_mut(&key) else { return };
+        e.tally.stream_removed(mid, None);
+        match &mut e.media {
+            Media::Rtc(m) => m.remove_producer(now, mid, streams, out),
+            Media::Plain(p) => {
+                p.remove_producer(mid);
+                for (s, _) in streams {
+                    if self.comedia.get(s) == Some(&key) {
+                        self.comedia.remove(s);
+                    }
+                }
+            }
         }
+        self.reschedule(now, key);
     }
 
+    /// Declare a consumer's outgoing stream (`clock_rate`: of its codec, for the plain
+    /// transports' sender reports).
     #[allow(clippy::too_many_arguments)]
     pub fn add_consumer(
         &mut self,
@@ -266,19 +373,26 @@ impl MediaHost {
         kind: Kind,
         ssrc: u32,
         rtx: Option<u32>,
+        clock_rate: u32,
         out: &mut Outbox,
     ) {
-        self.with(now, key, |m| m.add_consumer(now, mid, kind, ssrc, rtx, out));
-        if let Some(e) = self.engines.get_mut(&key) {
-            e.tally.consumer_added(ssrc, rtx);
+        let Some(e) = self.engines.get_mut(&key) else { return };
+        e.tally.consumer_added(ssrc, rtx);
+        match &mut e.media {
+            Media::Rtc(m) => m.add_consumer(now, mid, kind, ssrc, rtx, out),
+            Media::Plain(p) => p.add_consumer(mid, ssrc, clock_rate),
         }
+        self.reschedule(now, key);
     }
 
     pub fn remove_consumer(&mut self, now: Instant, key: TransportKey, mid: &str, ssrc: u32, out: &mut Outbox) {
-        self.with(now, key, |m| m.remove_consumer(now, mid, ssrc, out));
-        if let Some(e) = self.engines.get_mut(&key) {
-            e.tally.stream_removed(mid, Some(ssrc));
+        let Some(e) = self.engines.get_mut(&key) else { return };
+        e.tally.stream_removed(mid, Some(ssrc));
+        match &mut e.media {
+            Media::Rtc(m) => m.remove_consumer(now, mid, ssrc, out),
+            Media::Plain(p) => p.remove_consumer(ssrc, out),
         }
+        self.reschedule(now, key);
     }
 
     pub fn request_keyframe(
@@ -289,11 +403,17 @@ impl MediaHost {
         kind: KeyframeRequestKind,
         out: &mut Outbox,
     ) {
-        self.with(now, key, |m| m.request_keyframe(now, ssrc, kind, out));
+        let Some(e) = self.engines.get_mut(&key) else { return };
+        match &mut e.media {
+            Media::Rtc(m) => m.request_keyframe(now, ssrc, kind, out),
+            Media::Plain(p) => p.request_keyframe(ssrc, out),
+        }
+        self.reschedule(now, key);
     }
 
-    /// Queue one RTP packet on a consumer's stream; the engine is driven (and the packet
-    /// sent) at the next timeout handling, once for all packets written to it until then.
+    /// Queue one RTP packet on a consumer's stream. A WebRTC engine is driven (and the
+    /// packet sent) at the next timeout handling, once for all packets written to it until
+    /// then; a plain transport sends it at once.
     #[allow(clippy::too_many_arguments)]
     pub fn write_rtp(
         &mut self,
@@ -313,15 +433,29 @@ impl MediaHost {
             return false;
         };
         let len = payload.len() as u64;
-        let sent = e.media.write_rtp(now, ssrc, pt, seq, ts, wallclock, marker, ext, payload, out);
+        let sent = match &mut e.media {
+            Media::Rtc(m) => {
+                let sent = m.write_rtp(now, ssrc, pt, seq, ts, wallclock, marker, ext, payload, out);
+                if sent {
+                    self.pending_writes += 1;
+                    if !e.due {
+                        e.due = true;
+                        self.due.push(key);
+                    }
+                }
+                sent
+            }
+            Media::Plain(p) => {
+                let sent = p.write_rtp(now, ssrc, pt, seq, ts, marker, &payload, out);
+                if sent {
+                    self.reschedule(now, key);
+                }
+                sent
+            }
+        };
         if sent {
             self.counters[Ctr::RtpPacketsSent] += 1;
             self.counters[Ctr::RtpPayloadBytesSent] += len;
-            self.pending_writes += 1;
-            if !e.due {
-                e.due = true;
-                self.due.push(key);
-            }
         }
         sent
     }
@@ -336,33 +470,40 @@ impl MediaHost {
     }
 
     /// Forget every engine of one owner (a room that failed).
-    pub fn close_owner(&mut self, owner: RoomSlot) {
+    pub fn close_owner(&mut self, owner: RoomSlot, out: &mut Outbox) {
         let keys: Vec<TransportKey> = self.engines.iter().filter(|(_, e)| e.owner == owner).map(|(k, _)| *k).collect();
         for k in keys {
-            self.close(k);
+            self.close(k, out);
         }
     }
 
     pub fn is_connected(&self, key: TransportKey) -> bool {
-        self.engines.get(&key).is_some_and(|e| e.media.is_connected())
+        self.engines.get(&key).is_some_and(|e| match &e.media {
+            Media::Rtc(m) => m.is_connected(),
+            Media::Plain(p) => p.remote().is_some(),
+        })
     }
 
     pub fn stats(&self, key: TransportKey) -> Option<TransportStats> {
-        self.engines.get(&key).map(|e| e.media.stats())
+        self.engines.get(&key).map(|e| match &e.media {
+            Media::Rtc(m) => m.stats(),
+            Media::Plain(p) => p.stats(),
+        })
     }
 
     /// Count the engines by protocol and state into `g` (walks every engine: for the
-    /// metrics gauges, not the packet path).
+    /// metrics gauges, not the packet path). A plain RTP transport counts as UDP,
+    /// connected once its remote is known.
     pub fn count_transports(&self, g: &mut Gauges) {
-        for e in self.engines.values() {
-            let st = e.media.stats();
+        for (k, e) in &self.engines {
+            let Some(st) = self.stats(*k) else { continue };
             // The selected pair, else the last address an authenticated check came from.
             let proto = st.selected_tuple.map(|(_, _, p)| p);
-            let state = if e.media.is_connected() {
+            let state = if self.is_connected(*k) {
                 TransportState::Connected
             } else if st.dtls_state == "failed" {
                 TransportState::Failed
-            } else if proto.is_some() {
+            } else if proto.is_some() && matches!(e.media, Media::Rtc(_)) {
                 // An authenticated ICE check arrived (str0m's own ICE state says
                 // "checking" from the start, so it cannot tell).
                 TransportState::Connecting

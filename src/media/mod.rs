@@ -9,7 +9,10 @@ pub mod cert;
 mod codec_table;
 pub mod host;
 pub mod keyframe;
+pub mod packet;
+pub mod plain;
 pub mod rewrite;
+mod rtcp;
 mod rtp_peek;
 mod tally;
 pub mod transport;
@@ -19,9 +22,8 @@ use std::time::Duration;
 
 use str0m::config::DtlsCert;
 use str0m::media::{KeyframeRequestKind, Mid};
-use str0m::rtp::RtpPacket;
-
 use crate::output::Proto;
+pub use packet::InPacket;
 
 pub use host::MediaHost;
 
@@ -55,8 +57,8 @@ pub enum MediaEvent {
     Connected,
     /// A validated remote source (the host routes its packets to the transport).
     RemoteAddr(Proto, SocketAddr),
-    /// An RTP packet from the browser (producer side).
-    Rtp(RtpPacket),
+    /// An RTP packet from the client (producer side).
+    Rtp(InPacket),
     /// The browser asks for a keyframe on one of our outgoing streams (consumer side).
     KeyframeRequest { mid: Mid, kind: KeyframeRequestKind },
     Ingress(str0m::stats::MediaIngressStats),

@@ -1,7 +1,8 @@
 //! The worker's media counters (`metrics::Counters`), fed from what an engine produced
 //! in one call: its events and the datagrams it queued.
 //!
-//! * RTP in: each `MediaEvent::Rtp` (a producer's packet as str0m delivered it).
+//! * RTP in: each `MediaEvent::Rtp` (a producer's packet as its engine delivered it: str0m, or a
+//!   plain RTP transport).
 //! * NACK / PLI / FIR, both directions: str0m counts them per stream and reports the
 //!   totals in its statistics events once a second; the tally keeps each stream's
 //!   last totals and adds the increase.
@@ -9,7 +10,9 @@
 //!   not count resends publicly, so the datagrams an engine queues are checked for an
 //!   RTX SSRC of its consumers (the RTP header is clear text under SRTP). Only engines
 //!   with such consumers look; the check is a few comparisons per datagram.
-//! RTP out is counted where packets are written (`MediaHost::write_rtp`).
+//! RTP out is counted where packets are written (`MediaHost::write_rtp`). Plain RTP
+//! transports have no str0m statistics and no RTX: their feedback and NACK resends are
+//! not counted.
 
 use str0m::media::{Mid, Rid};
 

@@ -234,7 +234,7 @@ impl TransportMedia {
                             self.dead.get_or_insert("ICE disconnected".into());
                         }
                     }
-                    Event::RtpPacket(p) => evs.push(MediaEvent::Rtp(p)),
+                    Event::RtpPacket(p) => evs.push(MediaEvent::Rtp(p.into())),
                     Event::KeyframeRequest(k) => evs.push(MediaEvent::KeyframeRequest { mid: k.mid, kind: k.kind }),
                     Event::MediaIngressStats(s) => evs.push(MediaEvent::Ingress(s)),
                     Event::MediaEgressStats(s) => evs.push(MediaEvent::Egress(s)),

@@ -167,6 +167,32 @@ impl RoomCodec {
     }
 }
 
+/// What a session description needs of a codec.
+#[derive(Debug, Clone)]
+pub struct RtpCodecInfo {
+    pub pt: u8,
+    pub name: String,
+    pub clock_rate: u32,
+    pub channels: Option<u8>,
+    /// `a=fmtp` parameters, `key=value` joined with `;`.
+    pub fmtp: String,
+}
+
+impl RtpCodecInfo {
+    pub fn of(c: &RoomCodec) -> RtpCodecInfo {
+        let fmtp = c
+            .parameters
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => format!("{k}={s}"),
+                other => format!("{k}={other}"),
+            })
+            .collect::<Vec<_>>()
+            .join(";");
+        RtpCodecInfo { pt: c.pt, name: c.name.clone(), clock_rate: c.clock_rate, channels: c.channels, fmtp }
+    }
+}
+
 /// A header extension of the room.
 #[derive(Debug, Clone)]
 pub struct RoomExt {

@@ -2,6 +2,7 @@
 //! encoding responses and server notifications. Rooms receive typed values
 //! ([`request::ClientMessage`]), never raw bytes.
 
+pub mod host;
 pub mod request;
 pub mod rtp;
 

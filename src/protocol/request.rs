@@ -163,6 +163,17 @@ pub struct CreateTransport {
     pub dtls_and_direction: Field<(Option<DtlsParameters>, Direction)>,
     /// mediasoup v2 transport options (`udp`, `tcp`, `preferUdp`, `preferTcp`).
     pub options: Field<TransportOptions>,
+    /// A plain RTP transport (a non-browser client): where its RTP comes from.
+    pub plain: Field<Option<PlainRtpParameters>>,
+}
+
+/// `plainRtpParameters`: the client's address. Without `ip`/`port` (where the server
+/// allows it) the first packet of a declared SSRC names it ("comedia").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlainRtpParameters {
+    pub remote: Option<(std::net::IpAddr, u16)>,
+    /// The client's RTCP port: `rtcpPort`, else the RTP port with `rtcpMux`, else + 1.
+    pub rtcp_port: Option<u16>,
 }
 
 /// `createTransport.options`.
@@ -215,7 +226,7 @@ pub enum ClientMessage {
     CreateProducer(CreateProducer),
     EnableConsumer(EnableConsumer),
     Leave,
-    UpdateTransport { id: TransportId, dtls_parameters: Option<DtlsParameters> },
+    UpdateTransport { id: TransportId, dtls_parameters: Option<DtlsParameters>, plain: Option<PlainRtpParameters> },
     CloseTransport { id: TransportId },
     UpdateProducer { id: ProducerId, rtp_parameters: RtpParameters },
     SetProducerPaused { id: ProducerId, paused: bool },
@@ -254,7 +265,8 @@ pub fn decode_body(method: Method, m: &Message) -> ReqResult<ClientMessage> {
                 Ok((dtls, direction))
             })());
             let options = Field(transport_options(m.body.get("options")));
-            C::CreateTransport(CreateTransport { id, dtls_and_direction, options })
+            let plain = Field(plain_rtp_parameters(m, "plainRtpParameters"));
+            C::CreateTransport(CreateTransport { id, dtls_and_direction, options, plain })
         }
         Method::RestartTransport => C::RestartTransport { id: TransportId(m.id("id")?) },
         Method::CreateProducer => {
@@ -294,6 +306,7 @@ pub fn decode_body(method: Method, m: &Message) -> ReqResult<ClientMessage> {
         Method::UpdateTransport => C::UpdateTransport {
             id: TransportId(m.id("id")?),
             dtls_parameters: m.opt_typed("dtlsParameters")?,
+            plain: plain_rtp_parameters(m, "plainRtpParameters")?,
         },
         Method::CloseTransport => C::CloseTransport { id: TransportId(m.id("id")?) },
         Method::UpdateProducer => C::UpdateProducer {
@@ -334,6 +347,28 @@ pub fn decode_body(method: Method, m: &Message) -> ReqResult<ClientMessage> {
             C::SetStats { of, enable, interval_ms: m.opt_f64("interval")? }
         }
     })
+}
+
+/// `plainRtpParameters`: `{ip?, port?, rtcpPort?, rtcpMux?}` (null: absent).
+fn plain_rtp_parameters(m: &Message, key: &str) -> ReqResult<Option<PlainRtpParameters>> {
+    let v = match m.body.get(key) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(v @ Value::Object(_)) => v,
+        Some(_) => return Err(ReqError(format!("field `{key}` must be an object"))),
+    };
+    let inner = super::Message { method: String::new(), body: v.as_object().cloned().unwrap_or_default(), notification_flag: false };
+    let remote = match (inner.has("ip"), inner.has("port")) {
+        (false, false) => None,
+        _ => Some((super::host::ip(&inner, "ip")?, super::host::port(&inner, "port")?)),
+    };
+    let rtcp_port = if inner.has("rtcpPort") {
+        Some(super::host::port(&inner, "rtcpPort")?)
+    } else if inner.opt_bool("rtcpMux")?.unwrap_or(false) {
+        remote.map(|r| r.1)
+    } else {
+        remote.and_then(|r| r.1.checked_add(1))
+    };
+    Ok(Some(PlainRtpParameters { remote, rtcp_port }))
 }
 
 /// `createTransport.options`: an object (or null); known flags must be booleans.

@@ -4,12 +4,11 @@
 
 use serde_json::json;
 use str0m::media::KeyframeRequestKind;
-use str0m::rtp::RtpPacket;
 
 use super::{Cx, Room, RoomTimer, KEYFRAME_THROTTLE};
 use crate::config::LogLevel;
 use crate::ids::{ConsumerId, ProducerKey, TransportKey};
-use crate::media::{keyframe, MediaEvent};
+use crate::media::{keyframe, InPacket, MediaEvent};
 use crate::ortc::Kind;
 use crate::protocol::request::Profile;
 use crate::protocol::rtp::RtxParameters;
@@ -134,8 +133,8 @@ impl Room {
     }
 
     /// Forward one producer packet to every consumer that should get it.
-    pub(super) fn forward(&mut self, cx: &mut Cx, tkey: TransportKey, pkt: RtpPacket) {
-        let ssrc = *pkt.header.ssrc;
+    pub(super) fn forward(&mut self, cx: &mut Cx, tkey: TransportKey, pkt: InPacket) {
+        let ssrc = pkt.ssrc;
         let Some(t) = self.transports.get(&tkey) else {
             return;
         };
@@ -147,13 +146,13 @@ impl Room {
             p.mapping.encodings.iter().position(|e| e.ssrc == Some(ssrc)).map(|i| (*pk, i as u32))
         });
         let found = by_ssrc.or_else(|| {
-            let mid = pkt.header.ext_vals.mid?;
+            let mid = pkt.ext.mid?;
             t.producers
                 .iter()
                 .find(|pk| {
                     let p = &self.producers[*pk];
                     *mid == *p.mid
-                        && p.mapping.room_pt(*pkt.header.payload_type).is_some_and(|(_, is_rtx)| !is_rtx)
+                        && p.mapping.room_pt(pkt.pt).is_some_and(|(_, is_rtx)| !is_rtx)
                 })
                 .map(|pk| (*pk, 0))
         });
@@ -168,7 +167,7 @@ impl Room {
             }
             let w = &mut p.loss[layer as usize];
             let before = w.deadline();
-            w.packet(*pkt.seq_no, cx.now);
+            w.packet(pkt.seq, cx.now);
             match w.deadline() {
                 Some(d) if before != Some(d) && timers.get(RoomTimer::LossCheck(pkey)).is_none_or(|t| d < t) => {
                     timers.set(RoomTimer::LossCheck(pkey), Some(d));
@@ -179,7 +178,7 @@ impl Room {
         if p.paused {
             return;
         }
-        let Some((mut room_pt, is_rtx)) = p.mapping.room_pt(*pkt.header.payload_type) else {
+        let Some((mut room_pt, is_rtx)) = p.mapping.room_pt(pkt.pt) else {
             return;
         };
         if is_rtx {
@@ -192,13 +191,18 @@ impl Room {
         let Some(codec) = caps.codec_by_pt(room_pt) else {
             return;
         };
+        if let Some(level) = pkt.ext.audio_level {
+            // RFC 6464: -dBov, read by str0m as a negative level (silence is -127).
+            p.levels.add(level);
+            p.speech.add(level);
+        }
         let clock_rate = codec.clock_rate;
         let simulcast = p.mapping.encodings.len() > 1;
         // Padding (no payload) is never forwarded: the consumers' numbering skips it.
         let padding = pkt.payload.is_empty();
         let keyframe = simulcast && !padding && keyframe::is_keyframe(&codec.name, &pkt.payload);
         let layer_profile = p.mapping.encodings.get(layer as usize).and_then(|e| e.profile.as_deref());
-        let mut ext = pkt.header.ext_vals.clone();
+        let mut ext = pkt.ext.clone();
         ext.transport_cc = None;
         ext.mid = None;
         ext.rid = None;
@@ -225,13 +229,13 @@ impl Room {
                 }
             }
             if padding {
-                c.fwd.skip(*pkt.seq_no);
+                c.fwd.skip(pkt.seq);
                 continue;
             }
             if !cx.media.is_connected(ctk) {
                 continue;
             }
-            let Some((seq, ts)) = c.fwd.rewrite(*pkt.seq_no, pkt.header.timestamp, pkt.timestamp, clock_rate) else {
+            let Some((seq, ts)) = c.fwd.rewrite(pkt.seq, pkt.timestamp, pkt.arrival, clock_rate) else {
                 continue;
             };
             let sent = cx.media.write_rtp(
@@ -241,8 +245,8 @@ impl Room {
                 room_pt,
                 seq,
                 ts,
-                pkt.timestamp,
-                pkt.header.marker,
+                pkt.arrival,
+                pkt.marker,
                 ext.clone(),
                 pkt.payload.clone(),
                 cx.out,

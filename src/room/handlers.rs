@@ -1,6 +1,8 @@
 //! One function per client message (docs/PROTOCOL.md, "Requests" and
 //! "Notifications"). Each receives the message's decoded fields.
 
+use std::net::SocketAddr;
+
 use serde_json::{json, Value};
 use str0m::config::Fingerprint;
 
@@ -11,8 +13,10 @@ use crate::ids::{ConsumerId, PeerName, ProducerId, ProducerKey, TransportId, Tra
 use crate::ortc::Kind;
 use crate::media::AnnouncedCandidate;
 use crate::output::Proto;
+use crate::media::plain::PlainRemote;
 use crate::protocol::request::{
-    CreateProducer, CreateTransport, Direction, EnableConsumer, Join, Profile, StatsOf, TransportOptions,
+    CreateProducer, CreateTransport, Direction, EnableConsumer, Join, PlainRtpParameters, Profile, StatsOf,
+    TransportOptions,
 };
 use crate::protocol::rtp::{DtlsParameters, RtpParameters};
 
@@ -158,6 +162,9 @@ impl Room {
         if me.transports.len() >= limit {
             return Err(ReqError(format!("too many transports for this peer (limit {limit})")));
         }
+        if let Some(plain) = c.plain.get()? {
+            return self.create_plain_transport(cx, peer, c.id, plain);
+        }
         let (dtls_parameters, direction) = c.dtls_and_direction.get()?;
         let options = c.options.get()?;
         let candidates = candidates(&cx.media.env().candidates, options);
@@ -182,6 +189,7 @@ impl Room {
                 id: c.id,
                 peer: peer.clone(),
                 dir: direction,
+                plain: false,
                 dtls_applied,
                 producers: Vec::new(),
                 consumers: Vec::new(),
@@ -203,6 +211,46 @@ impl Room {
         }))
     }
 
+    /// A plain RTP transport for a non-browser client (ffmpeg, GStreamer): no ICE, no
+    /// DTLS; its producers' packets are accepted from the address it declared (or, with
+    /// `plainRtpComedia`, from the first address that sends a declared SSRC).
+    fn create_plain_transport(&mut self, cx: &mut Cx, peer: &PeerName, id: TransportId, p: PlainRtpParameters) -> ReqResult<Value> {
+        let me = self.peer(peer).expect("joined");
+        let limits = self.settings.limits;
+        let plain_count = me.transports.values().filter(|k| self.transports.get(k).is_some_and(|t| t.plain)).count();
+        if plain_count >= limits.max_plain_transports_per_peer {
+            return Err(ReqError(format!(
+                "too many plain RTP transports for this peer (limit {})",
+                limits.max_plain_transports_per_peer
+            )));
+        }
+        let remote = match p.remote {
+            Some((ip, port)) => Some(PlainRemote {
+                rtp: SocketAddr::new(ip, port),
+                rtcp: SocketAddr::new(ip, p.rtcp_port.unwrap_or(port)),
+            }),
+            None if limits.plain_rtp_comedia => None,
+            None => return Err("`plainRtpParameters` needs `ip` and `port` (this server does not learn them)".into()),
+        };
+        let key = cx.keys.transport();
+        let local = cx.media.create_plain(cx.now, key, self.slot, remote, limits.plain_rtp_comedia);
+        self.transports.insert(
+            key,
+            Transport {
+                id,
+                peer: peer.clone(),
+                dir: Direction::Send,
+                plain: true,
+                dtls_applied: true,
+                producers: Vec::new(),
+                consumers: Vec::new(),
+                stats: None,
+            },
+        );
+        self.peer_mut(peer).expect("joined").transports.insert(id, key);
+        Ok(json!({ "plainRtpParameters": { "ip": local.ip().to_string(), "port": local.port() } }))
+    }
+
     pub(super) fn transport_key(&self, peer: &str, id: TransportId) -> ReqResult<TransportKey> {
         self.peer(peer)
             .and_then(|p| p.transports.get(&id).copied())
@@ -221,8 +269,17 @@ impl Room {
         peer: &PeerName,
         id: TransportId,
         dtls: Option<DtlsParameters>,
+        plain: Option<PlainRtpParameters>,
     ) -> ReqResult<Value> {
         let key = self.transport_key(peer, id)?;
+        if self.transports[&key].plain {
+            let Some(PlainRtpParameters { remote: Some((ip, port)), rtcp_port }) = plain else {
+                return Ok(json!({}));
+            };
+            let remote = PlainRemote { rtp: SocketAddr::new(ip, port), rtcp: SocketAddr::new(ip, rtcp_port.unwrap_or(port)) };
+            cx.media.set_plain_remote(key, remote);
+            return Ok(json!({}));
+        }
         let Some(dtls) = dtls else {
             return Ok(json!({})); // plainRtpParameters only: nothing for WebRTC transports
         };
@@ -295,10 +352,13 @@ impl Room {
                 last_keyframe_request: None,
                 keyframe_pending: false,
                 loss: Vec::new(),
+                levels: Default::default(),
+                speech: Default::default(),
                 counters: Default::default(),
             },
         );
         self.peer_mut(peer).expect("joined").producers.insert(c.id, pkey);
+        self.arm_level_timers(cx.now);
         // A consumer for every other peer, spies included; newConsumer before the answer.
         let others: Vec<PeerName> = self.peers.values().filter(|p| p.name != *peer).map(|p| p.name.clone()).collect();
         for o in others {
@@ -365,6 +425,9 @@ impl Room {
             if !paused {
                 c.fwd.resumed();
             }
+            if c.streamer.is_some() {
+                continue;
+            }
             let (rp, app) = (c.peer.clone(), c.app_data.clone());
             self.notify(cx, &rp, method, json!({"id": cid.0, "peerName": &*source_peer, "appData": app}));
         }
@@ -404,8 +467,9 @@ impl Room {
         c.fwd = Default::default();
         let rtx = if e.use_rtx { c.params.rtx_ssrc } else { None };
         let (kind, ssrc, pkey) = (c.kind, c.params.ssrc, c.producer);
+        let clock_rate = c.params.media_pts.first().and_then(|pt| self.caps.codec_by_pt(*pt)).map_or(90_000, |rc| rc.clock_rate);
         self.transports.get_mut(&tkey).expect("indexed").consumers.push(e.id);
-        cx.media.add_consumer(cx.now, tkey, &forward::consumer_mid(e.id), kind, ssrc, rtx, cx.out);
+        cx.media.add_consumer(cx.now, tkey, &forward::consumer_mid(e.id), kind, ssrc, rtx, clock_rate, cx.out);
         let effective = self.effective_profile(e.id);
         let c = self.consumers.get_mut(&e.id).expect("checked");
         c.effective_profile = Some(effective.clone());

@@ -11,6 +11,7 @@
 
 mod forward;
 mod handlers;
+mod host;
 mod loss;
 mod stats;
 
@@ -67,6 +68,8 @@ pub(crate) struct Transport {
     id: TransportId,
     peer: PeerName,
     dir: Direction,
+    /// A plain RTP transport (no ICE, no DTLS): a non-browser client's, or a streamer's.
+    plain: bool,
     dtls_applied: bool,
     producers: Vec<ProducerKey>,
     consumers: Vec<ConsumerId>,
@@ -91,13 +94,18 @@ pub(crate) struct Producer {
     keyframe_pending: bool,
     /// Unrecovered losses, per encoding (layer).
     loss: Vec<loss::LossWatch>,
+    /// Audio levels since the last `audioLevels` report and active-speaker decision.
+    levels: host::LevelAcc,
+    speech: host::LevelAcc,
     counters: StreamCounters,
 }
 
 pub(crate) struct Consumer {
     id: ConsumerId,
-    /// The receiving peer.
+    /// The receiving peer (empty for a streamer's consumer).
     peer: PeerName,
+    /// The RTP streamer this consumer feeds, if the host's.
+    streamer: Option<u64>,
     producer: ProducerKey,
     /// The producing peer.
     source_peer: PeerName,
@@ -124,6 +132,12 @@ enum RoomTimer {
     Keyframe(ProducerKey),
     /// A producer's oldest loss may have to be given up.
     LossCheck(ProducerKey),
+    /// The next `audioLevels` report.
+    AudioLevels,
+    /// The next active-speaker decision.
+    ActiveSpeaker,
+    /// A keyframe request for a streamer that started.
+    StreamerKeyframe(u64),
 }
 
 /// Keyframe requests toward a producer: at most one per this interval (mediasoup: 1/s).
@@ -146,6 +160,14 @@ pub struct Room {
     /// Every SSRC a stream of this room uses (producers' and consumers').
     ssrcs: HashSet<u32>,
     timers: Timers<RoomTimer>,
+    /// RTP streamers by id.
+    streamers: BTreeMap<u64, host::Streamer>,
+    next_streamer: u64,
+    levels: Option<host::LevelsCfg>,
+    /// The last `audioLevels` report listed someone.
+    levels_were_loud: bool,
+    speaker_cfg: Option<host::SpeakerCfg>,
+    speaker: host::SpeakerState,
     rng: Rng,
     consumer_counter: u64,
     consumer_id_offset: u64,
@@ -169,6 +191,12 @@ impl Room {
             consumers: HashMap::new(),
             ssrcs: HashSet::new(),
             timers: Timers::default(),
+            streamers: BTreeMap::new(),
+            next_streamer: 1,
+            levels: None,
+            levels_were_loud: false,
+            speaker_cfg: None,
+            speaker: host::SpeakerState::default(),
             rng,
             consumer_counter: 0,
             consumer_id_offset,
@@ -326,8 +354,8 @@ impl Room {
                 self.remove_peer(cx, peer);
                 json!({})
             }
-            ClientMessage::UpdateTransport { id, dtls_parameters } => {
-                self.update_transport(cx, peer, id, dtls_parameters)?
+            ClientMessage::UpdateTransport { id, dtls_parameters, plain } => {
+                self.update_transport(cx, peer, id, dtls_parameters, plain)?
             }
             ClientMessage::CloseTransport { id } => {
                 let key = self.transport_key(peer, id)?;
@@ -385,12 +413,13 @@ impl Room {
             }
         }
         for (k, _) in self.transports.drain() {
-            cx.media.close(k);
+            cx.media.close(k, cx.out);
         }
         self.peers.clear();
         self.peer_index.clear();
         self.producers.clear();
         self.consumers.clear();
+        self.streamers.clear();
         self.ssrcs.clear();
         self.timers = Timers::default();
         self.closed = true;
@@ -429,6 +458,7 @@ impl Room {
             Consumer {
                 id,
                 peer: peer.clone(),
+                streamer: None,
                 producer: pkey,
                 source_peer,
                 kind,
@@ -461,6 +491,10 @@ impl Room {
     /// Close a producer and all its consumers. `notify_receivers`: send
     /// `consumerClosed` to each receiving peer still there.
     fn close_producer(&mut self, cx: &mut Cx, pkey: ProducerKey, notify_receivers: bool) {
+        for s in self.streamers_of(pkey) {
+            self.close_streamer(cx, s, Some("producer closed"));
+        }
+        self.producer_gone_from_speaker(cx, pkey);
         let Some(p) = self.producers.remove(&pkey) else {
             return;
         };
@@ -526,7 +560,7 @@ impl Room {
             }
         }
         self.transports.remove(&tkey);
-        cx.media.close(tkey);
+        cx.media.close(tkey, cx.out);
         self.timers.set(RoomTimer::TransportStats(tkey), None);
         if let Some(p) = self.peer_mut(&peer) {
             p.transports.retain(|_, k| *k != tkey);
@@ -571,7 +605,7 @@ impl Room {
         }
         for tk in peer.transports.values().copied() {
             self.transports.remove(&tk);
-            cx.media.close(tk);
+            cx.media.close(tk, cx.out);
             self.timers.set(RoomTimer::TransportStats(tk), None);
         }
     }
@@ -607,6 +641,9 @@ impl Room {
             match t {
                 RoomTimer::Keyframe(pk) => self.request_keyframe_upstream(cx, pk, false),
                 RoomTimer::LossCheck(pk) => self.check_losses(cx, pk),
+                RoomTimer::AudioLevels => self.emit_audio_levels(cx),
+                RoomTimer::ActiveSpeaker => self.detect_active_speaker(cx),
+                RoomTimer::StreamerKeyframe(s) => self.streamer_keyframe(cx, s),
                 RoomTimer::TransportStats(k) => self.emit_transport_stats(cx, k),
                 RoomTimer::ProducerStats(k) => self.emit_producer_stats(cx, k),
                 RoomTimer::ConsumerStats(k) => self.emit_consumer_stats(cx, k),

@@ -39,6 +39,7 @@ pub enum Command {
     ClosePeer { room: String, peer: String },
     Request { room: String, peer: String, request_id: u64, bytes: Vec<u8> },
     Notify { room: String, peer: String, bytes: Vec<u8> },
+    HostRequest { room: String, request_id: u64, bytes: Vec<u8> },
 }
 
 /// What a command returns to its caller (the synchronous host calls wait for it).
@@ -162,7 +163,7 @@ impl WorkerCore {
         let Some(room) = self.rooms.get_mut(slot.0 as usize).and_then(Option::take) else {
             return;
         };
-        self.media.close_owner(slot);
+        self.media.close_owner(slot, &mut self.out);
         self.room_timers.set(slot, None);
         let id = room.id().clone();
         self.by_id.remove(&id);
@@ -235,6 +236,20 @@ impl WorkerCore {
             Command::Notify { room, peer, bytes } => {
                 if let Some(slot) = self.by_id.get(room.as_str()).copied() {
                     self.with_room(slot, now, |r, cx| r.handle_notification(cx, &peer, &bytes));
+                }
+                CommandResult::Done
+            }
+            Command::HostRequest { room, request_id, bytes } => {
+                let reason = match self.by_id.get(room.as_str()).copied() {
+                    Some(slot) => {
+                        let answered = self.with_room(slot, now, |r, cx| r.handle_host_request(cx, request_id, &bytes));
+                        answered.is_none().then_some("internal error: the room was closed")
+                    }
+                    None => Some("room not found"),
+                };
+                if let Some(reason) = reason {
+                    let room: Arc<str> = Arc::from(room);
+                    self.message(EventKind::HostResponse, &room, "", request_id, protocol::error_response(reason));
                 }
                 CommandResult::Done
             }

@@ -331,6 +331,29 @@ impl Server {
         Ok(())
     }
 
+    /// Enqueue a host request about a room. Exactly one `HostResponse` follows through
+    /// the sink.
+    pub fn host_request(&self, room_id: &str, request_id: u64, json: &[u8]) -> Result<(), SfuError> {
+        let _gate = self.inner.gate.read();
+        self.check_open()?;
+        let respond_err = |reason: &str| {
+            self.inner.message(EventKind::HostResponse, room_id, "", request_id, protocol::error_response(reason));
+        };
+        if json.len() > self.inner.cfg.max_message_size {
+            respond_err(&format!("message too large ({} bytes, limit {})", json.len(), self.inner.cfg.max_message_size));
+            return Ok(());
+        }
+        let Some(w) = self.worker_of(room_id) else {
+            respond_err("room not found");
+            return Ok(());
+        };
+        let cmd = Command::HostRequest { room: room_id.into(), request_id, bytes: json.to_vec() };
+        if !self.inner.workers[w].send(WorkerMsg::Core(cmd, None)) {
+            return Err(SfuError::ServerClosed);
+        }
+        Ok(())
+    }
+
     /// Enqueue a client notification (no response).
     pub fn notify(&self, room_id: &str, peer: &str, json: &[u8]) -> Result<(), SfuError> {
         let _gate = self.inner.gate.read();

@@ -277,6 +277,15 @@ fn shutdown_worker(io: &mut Io, core: &mut WorkerCore, rx: &Receiver<WorkerMsg>)
                     json: protocol::error_response("server closed"),
                 }));
             }
+            Command::HostRequest { room, request_id, .. } => {
+                let _ = io.inner.notify_tx.send(NotifierMsg::Message(HostMessage {
+                    kind: EventKind::HostResponse,
+                    room: Arc::from(room),
+                    peer: Arc::from(""),
+                    request_id,
+                    json: protocol::error_response("server closed"),
+                }));
+            }
             Command::CreateRoom { .. } => {
                 if let Some(r) = reply {
                     let _ = r.send(CommandResult::RoomCreated(Err(SfuError::ServerClosed)));

@@ -22,6 +22,9 @@ pub fn fuzz_limits() -> Limits {
         max_transports_per_peer: 3,
         max_producers_per_transport: 3,
         max_pending_requests_per_peer: 128,
+        max_rtp_streamers_per_room: 3,
+        max_plain_transports_per_peer: 2,
+        plain_rtp_comedia: true,
     }
 }
 
@@ -85,6 +88,7 @@ impl Fx {
 /// * `A`..`D`: a notification from them;
 /// * `t<ms>`: the clock moves (at most 60 s per line), timers run;
 /// * `x<n>`: the host closes peer n % 4;
+/// * `h`: a host request (JSON payload);
 /// * `X`: the host closes the room (the input ends there).
 ///
 /// `@c0`..`@c9` in a payload stand for the consumer ids the room announced so far.
@@ -104,6 +108,10 @@ pub fn run_request_input(data: &[u8]) {
             }
             b'x' => {
                 fx.sim.close_peer(PEERS[rest.first().copied().unwrap_or(0) as usize % 4]);
+            }
+            b'h' => {
+                let bytes = fx.substitute(rest);
+                fx.sim.host_request(&bytes);
             }
             b'X' => break,
             _ => {}
@@ -207,6 +215,33 @@ pub fn request_seeds() -> Vec<(String, Vec<u8>)> {
         ],
     );
     add("garbage", vec!["a{".into(), "A[]".into(), "b{\"method\":7}".into(), "t".into(), "x".into()]);
+    add(
+        "host-requests",
+        vec![
+            join('a'),
+            join('b'),
+            send_t('a', 1),
+            produce('a', 10, 1, "audio", 1111, None),
+            produce('a', 11, 1, "video", 2222, Some(2223)),
+            line('h', json!({"method": "createRtpStreamer", "producerId": 11, "remoteIp": "127.0.0.1", "remotePort": 5004})),
+            line('h', json!({"method": "createRtpStreamer", "peerName": "alice", "producerId": 10, "remoteIp": "127.0.0.1", "remotePort": 5006, "rtcpMux": true})),
+            line('h', json!({"method": "createRtpStreamer", "producerId": 11, "remoteIp": "127.0.0.1", "remotePort": 5004})),
+            line('h', json!({"method": "enableAudioLevels", "intervalMs": 200, "thresholdDbov": -90})),
+            line('h', json!({"method": "enableActiveSpeaker", "intervalMs": 200})),
+            "t1500".into(),
+            note('A', "pauseProducer", json!({"id": 11})),
+            note('A', "resumeProducer", json!({"id": 11})),
+            line('h', json!({"method": "closeRtpStreamer", "streamerId": 1})),
+            note('A', "closeProducer", json!({"id": 10})),
+            line('h', json!({"method": "disableAudioLevels"})),
+            line('b', json!({"method": "createTransport", "id": 7, "direction": "send", "plainRtpParameters": {"ip": "127.0.0.1", "port": 6000}})),
+            line('b', json!({"method": "createProducer", "id": 20, "kind": "video", "transportId": 7,
+                "rtpParameters": producer_params("video", "1", 7777, None), "paused": false})),
+            line('b', json!({"method": "createTransport", "id": 8, "direction": "send", "plainRtpParameters": {}})),
+            note('B', "updateTransport", json!({"id": 7, "plainRtpParameters": {"ip": "127.0.0.1", "port": 6002}})),
+            "t31000".into(),
+        ],
+    );
     seeds
 }
 

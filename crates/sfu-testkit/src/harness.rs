@@ -102,6 +102,32 @@ impl Harness {
         }
     }
 
+    /// A host request about a room; Ok(data) or Err(reason).
+    pub fn host_request(&self, room: &str, req: Value) -> Result<Value, String> {
+        let id = {
+            let mut n = self.next_id.borrow_mut();
+            *n += 1;
+            *n
+        };
+        self.server.host_request(room, id, req.to_string().as_bytes()).expect("host request accepted");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let pos = self.log.borrow().iter().position(|g| g.kind == EventKind::HostResponse && g.request_id == id);
+            if let Some(pos) = pos {
+                let g = self.log.borrow_mut().remove(pos);
+                assert_eq!((g.peer.as_str(), g.room.as_str()), ("", room));
+                return if g.json["ok"] == true {
+                    Ok(g.json["data"].clone())
+                } else {
+                    Err(g.json["error"].as_str().expect("error reason is a string").to_string())
+                };
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no answer to host request {id} within {WAIT:?}");
+            self.pump(left);
+        }
+    }
+
     pub fn notify(&self, room: &str, peer: &str, n: Value) {
         self.server.notify(room, peer, n.to_string().as_bytes()).expect("notify accepted");
     }

@@ -141,7 +141,9 @@ impl CoreSim {
                     let v: Value =
                         serde_json::from_str(&m.json).unwrap_or_else(|e| panic!("output is not JSON ({e}): {}", m.json));
                     match m.kind {
-                        EventKind::Response => assert!(v["ok"].is_boolean(), "response without ok: {}", m.json),
+                        EventKind::Response | EventKind::HostResponse => {
+                            assert!(v["ok"].is_boolean(), "response without ok: {}", m.json)
+                        }
                         EventKind::Notification => {
                             assert_eq!(v["notification"], true, "{}", m.json);
                             assert!(v["method"].is_string(), "{}", m.json);
@@ -155,7 +157,7 @@ impl CoreSim {
                         self.learn_from_response(&v);
                     }
                     let out = HostOut { kind: m.kind, peer: m.peer.to_string(), request_id: m.request_id, json: v };
-                    if out.kind == EventKind::Response {
+                    if matches!(out.kind, EventKind::Response | EventKind::HostResponse) {
                         responses.push(out);
                     } else {
                         self.log.push(out);
@@ -209,6 +211,19 @@ impl CoreSim {
         );
         let r = &responses[0];
         assert_eq!((r.peer.as_str(), r.request_id), (peer, id), "response for the wrong request");
+        r.json.clone()
+    }
+
+    /// A host request: exactly one host response, for this id. Returns it.
+    pub fn host_request(&mut self, bytes: &[u8]) -> Value {
+        let id = self.next_request_id;
+        self.next_request_id += 1;
+        self.core
+            .handle_command(self.now, Command::HostRequest { room: self.room.clone(), request_id: id, bytes: bytes.to_vec() });
+        let responses = self.drain();
+        assert_eq!(responses.len(), 1, "host request {} got {responses:?}", String::from_utf8_lossy(bytes));
+        let r = &responses[0];
+        assert_eq!((r.kind, r.peer.as_str(), r.request_id), (EventKind::HostResponse, "", id));
         r.json.clone()
     }
 
