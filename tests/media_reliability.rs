@@ -1044,7 +1044,12 @@ fn metrics_count_media_loss_repair_and_keyframe_requests() {
     let mut fx = setup(&["bob"]);
     let m = |fx: &Fx| Metrics::parse(&fx.h.server.metrics().expect("metrics"));
     // Gauges changed by media (a transport connecting) are published within ~100 ms.
-    let connected = |m: &Metrics| m.value("sfu_transports", &[("protocol", "udp"), ("state", "connected")]);
+    // Over either protocol: the label comes from the selected ICE pair, which transport.rs
+    // tells apart by the local address (UDP and TCP may share a port number).
+    let connected = |m: &Metrics| {
+        m.value("sfu_transports", &[("protocol", "udp"), ("state", "connected")])
+            + m.value("sfu_transports", &[("protocol", "tcp"), ("state", "connected")])
+    };
     let mut m0 = m(&fx);
     assert!(fx.wait(Duration::from_secs(2), |fx| {
         m0 = m(fx);
