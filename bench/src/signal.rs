@@ -82,6 +82,8 @@ impl Signal {
                     self.host_events.push(v);
                 }
             }
+            // The generator makes no host requests (sfu_server_host_request).
+            EventKind::HostResponse => {}
         }
     }
 
