@@ -93,7 +93,9 @@ class Recorder {
     fs.writeFileSync(rec.sdp, s.sdp);
     const args = ['-hide_banner', '-nostdin', '-loglevel', 'warning', '-protocol_whitelist', 'file,udp,rtp',
       '-listen_timeout', String(IDLE_S), '-i', rec.sdp, '-c', 'copy', '-y', rec.file];
-    rec.child = spawn(this.ffmpeg, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    // Its own process group: a Ctrl-C in the host's terminal does not reach it; the
+    // recorder ends it (BYE), or it ends after IDLE_S s without packets.
+    rec.child = spawn(this.ffmpeg, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
     rec.child.stderr.on('data', (d) => {
       if (rec.stderr.length < 16384) rec.stderr += d;
     });
@@ -189,3 +191,15 @@ class Recorder {
 }
 
 module.exports = { Recorder, freePortPair };
+
+// `node examples/node/record.js DIR [server.js options]`: the demo host, recording every
+// producer into DIR (the same as `server.js --record DIR`).
+if (require.main === module) {
+  const [dir, ...rest] = process.argv.slice(2);
+  if (!dir || dir.startsWith('-')) {
+    console.error('usage: node examples/node/record.js DIR [server.js options, e.g. --port 8080]');
+    process.exit(2);
+  }
+  process.argv = [process.argv[0], path.join(__dirname, 'server.js'), '--record', dir, ...rest];
+  require('./server.js');
+}

@@ -34,9 +34,15 @@ import json
 import logging
 import random
 import signal
+import sys
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import sfu
+try:
+    import sfu
+except ImportError:  # run from a checkout without `pip install ./bindings/python`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bindings" / "python"))
+    import sfu
 
 try:  # as a module of the host (examples/python on sys.path) or imported from elsewhere
     from record import free_port_pair
@@ -168,9 +174,22 @@ class Player:
             return
         for sig in (signal.SIGINT, signal.SIGKILL):
             if self.proc.returncode is None:
-                self.proc.send_signal(sig)
+                try:
+                    self.proc.send_signal(sig)
+                except ProcessLookupError:
+                    pass  # exited meanwhile (a Ctrl-C reaches it too: same process group)
             try:
                 await asyncio.wait_for(self.finished.wait(), STOP_S)
                 return
             except asyncio.TimeoutError:
                 log.warning("ffmpeg (player %s) did not stop after %s", self.peer_name, sig.name)
+
+
+if __name__ == "__main__":
+    # `python examples/python/play.py SOURCE [host.py options]`: the demo host with a peer
+    # playing SOURCE (testsrc or a media file) into room "demo" (`host.py --play SOURCE`).
+    if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
+        sys.exit("usage: python examples/python/play.py testsrc|FILE [host.py options, e.g. --play-room demo]")
+    import host  # examples/python/host.py
+
+    host.main(["--play", sys.argv[1], *sys.argv[2:]])

@@ -32,11 +32,16 @@ import logging
 import re
 import signal
 import socket
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Set
 
-import sfu
+try:
+    import sfu
+except ImportError:  # run from a checkout without `pip install ./bindings/python`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bindings" / "python"))
+    import sfu
 
 log = logging.getLogger("sfu.record")
 
@@ -110,7 +115,10 @@ class Recorder:
             rec.proc = await asyncio.create_subprocess_exec(
                 self.ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "warning", "-protocol_whitelist", "file,udp,rtp",
                 "-listen_timeout", str(IDLE_S), "-i", str(rec.sdp), "-c", "copy", "-y", str(rec.file),
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+                # Its own session: a Ctrl-C in the host's terminal does not reach it; the
+                # recorder ends it (BYE), or it ends after IDLE_S s without packets.
+                start_new_session=True)
         except OSError as e:
             rec.stderr = f"cannot run {self.ffmpeg}: {e}".encode()
             await self._finished(rec)
@@ -171,7 +179,10 @@ class Recorder:
                 except asyncio.TimeoutError:
                     if rec.proc is not None and rec.proc.returncode is None:
                         log.warning("%s: ffmpeg still running, %s", rec.file, sig.name)
-                        rec.proc.send_signal(sig)
+                        try:
+                            rec.proc.send_signal(sig)
+                        except ProcessLookupError:
+                            pass  # exited meanwhile
 
         asyncio.create_task(watchdog())
 
@@ -191,3 +202,13 @@ class Recorder:
         rec.done.set()
         if self.on_finished is not None:
             self.on_finished(rec)
+
+
+if __name__ == "__main__":
+    # `python examples/python/record.py DIR [host.py options]`: the demo host, recording
+    # every producer into DIR (the same as `host.py --record DIR`).
+    if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
+        sys.exit("usage: python examples/python/record.py DIR [host.py options, e.g. --port 8080]")
+    import host  # examples/python/host.py
+
+    host.main(["--record", sys.argv[1], *sys.argv[2:]])
