@@ -33,6 +33,10 @@ export interface ServerConfig {
   dtlsPrivateKeyFile?: string;
   maxMessageSize?: number;
   transportTimeout?: number;
+  /** Plain RTP (docs/PROTOCOL.md, "Plain RTP transports" and "Host requests"). */
+  maxRtpStreamersPerRoom?: number;
+  maxPlainTransportsPerPeer?: number;
+  plainRtpComedia?: boolean;
 }
 
 /** A room codec in mediasoup v2's room format. */
@@ -56,7 +60,10 @@ export interface Notification {
   [key: string]: unknown;
 }
 
-/** A host-facing event (`{ event: 'notificationError' | 'transportClosed' | 'roomClosed', ... }`). */
+/**
+ * A host-facing event (`{ event: 'notificationError' | 'transportClosed' | 'roomClosed', ... }`,
+ * and the room's own events after host requests: see `RoomHostEvent`).
+ */
 export interface HostEvent {
   event: string;
   [key: string]: unknown;
@@ -64,6 +71,47 @@ export interface HostEvent {
 
 /** Severity of a library log record; a server produces those at or above its `logLevel`. */
 export type LogLevel = 'error' | 'warn' | 'debug';
+// ---------------------------------------------------------------- host requests
+// Requests the host makes about a room (docs/PROTOCOL.md, "Host requests").
+
+/** `createRtpStreamer`: send a producer's media as plain RTP to a recorder (ffmpeg, GStreamer). */
+export interface CreateRtpStreamerRequest {
+  method: 'createRtpStreamer';
+  /** The producing peer; may be left out when `producerId` is unique in the room. */
+  peerName?: string;
+  producerId: number;
+  /** Where the RTP goes (a unicast address literal). */
+  remoteIp: string;
+  remotePort: number;
+  /** Where RTCP goes; default `remotePort + 1`, or `remotePort` with `rtcpMux`. */
+  remoteRtcpPort?: number;
+  rtcpMux?: boolean;
+}
+
+export interface CreateRtpStreamerAnswer {
+  streamerId: number;
+  /** The address the streamer sends from (the worker's UDP socket). */
+  localIp: string;
+  localPort: number;
+  /** The stream as sent: room payload type, a fresh SSRC, no RTX. */
+  rtpParameters: Record<string, unknown>;
+  /** A session description a recorder opens as is (`ffmpeg -protocol_whitelist file,udp,rtp -i x.sdp`). */
+  sdp: string;
+}
+
+export type HostRequest =
+  | CreateRtpStreamerRequest
+  | { method: 'closeRtpStreamer'; streamerId: number }
+  | { method: 'enableAudioLevels'; intervalMs?: number; thresholdDbov?: number }
+  | { method: 'disableAudioLevels' }
+  | { method: 'enableActiveSpeaker'; intervalMs?: number; thresholdDbov?: number; consecutive?: number }
+  | { method: 'disableActiveSpeaker' };
+
+/** Host events a room produces after host requests (`peerName` ''). */
+export type RoomHostEvent =
+  | { event: 'audioLevels'; levels: { peerName: string; producerId: number; dBov: number }[] }
+  | { event: 'activeSpeaker'; peerName: string | null; producerId: number | null }
+  | { event: 'rtpStreamerClosed'; streamerId: number; reason: string };
 
 /** A JSON object, or its JSON text as received from the client. */
 export type Message = object | string;
@@ -129,6 +177,16 @@ export class Room extends EventEmitter {
    */
   request<T = any>(peerName: string, request: Message): Promise<T>;
 
+  /**
+   * A request about this room made by the host (not on behalf of a peer). Resolves with
+   * the answer's `data` (`CreateRtpStreamerAnswer` for `createRtpStreamer`, `{}` for the
+   * others); rejects with `Error(reason)` on `{ok:false}` (e.g. 'room not found',
+   * 'producer not found'), with Error('server closed') if the server closes first, and
+   * with an `SfuError` for call errors (closed room: SFU_RESULT_ROOM_NOT_FOUND).
+   */
+  hostRequest(request: CreateRtpStreamerRequest): Promise<CreateRtpStreamerAnswer>;
+  hostRequest<T = any>(request: HostRequest | Message): Promise<T>;
+
   /** Pass a notification a client sent; failures come back as a 'hostEvent'. Throws an `SfuError`. */
   notify(peerName: string, notification: Message): void;
 
@@ -140,7 +198,7 @@ export class Room extends EventEmitter {
 
   /** A notification to deliver verbatim to `peerName`. */
   on(event: 'notification', listener: (peerName: string, message: Notification) => void): this;
-  /** A host-facing event (`peerName` may be ''). */
+  /** A host-facing event (`peerName` may be ''; it is for the room's own events, `RoomHostEvent`). */
   on(event: 'hostEvent', listener: (peerName: string, event: HostEvent) => void): this;
   on(event: string | symbol, listener: (...args: any[]) => void): this;
 }

@@ -24,14 +24,16 @@ try {
   throw err;
 }
 
-// Callback kinds (sfu_event_kind), plus END: queued by close() behind every library
-// callback, so it is the last thing dispatched for a server.
+// Callback kinds (sfu_event_kind), plus the addon's own (src/addon.c, beyond the
+// library's values, which grow): END is queued by close() behind every library callback,
+// so it is the last thing dispatched for a server; LOG is a log record (target, message;
+// its sfu_log_level in the request id slot).
 const KIND_RESPONSE = 0;
 const KIND_NOTIFICATION = 1;
 const KIND_HOST = 2;
-const KIND_END = 3;
-// A log record (target, message; its sfu_log_level in the request id slot).
-const KIND_LOG = 100; // addon.c: far from sfu_event_kind's values
+const KIND_HOST_RESPONSE = 3; // the answer to room.hostRequest()
+const KIND_END = 0x10000;
+const KIND_LOG = 0x10001;
 const LOG_LEVELS = { 1: 'error', 2: 'warn', 3: 'debug' };
 
 const kCreate = Symbol('sfu.create');
@@ -133,6 +135,7 @@ class Server extends EventEmitter {
     native.createRoom(this.#h, roomId, json);
     const room = Room[kCreate](this, roomId, {
       request: (r, peerName, request) => this.#request(r, peerName, request),
+      hostRequest: (r, request) => this.#hostRequest(r, request),
       notify: (r, peerName, notification) => this.#notify(r, peerName, notification),
       closePeer: (r, peerName) => this.#closePeer(r, peerName),
       close: (r) => this.#closeRoom(r),
@@ -177,6 +180,23 @@ class Server extends EventEmitter {
       this.#pending.set(id, { resolve, reject });
       try {
         native.request(this.#h, room.id, peerName, id, json);
+      } catch (e) {
+        this.#pending.delete(id);
+        throw e;
+      }
+    });
+  }
+
+  // A host request about `room` (sfu_server_host_request): the same id sequence and
+  // pending table as #request; answered as KIND_HOST_RESPONSE.
+  #hostRequest(room, request) {
+    return new Promise((resolve, reject) => {
+      const json = toJson(request, 'request');
+      this.#checkOpen(room);
+      const id = this.#nextId++;
+      this.#pending.set(id, { resolve, reject });
+      try {
+        native.hostRequest(this.#h, room.id, id, json);
       } catch (e) {
         this.#pending.delete(id);
         throw e;
@@ -231,7 +251,8 @@ class Server extends EventEmitter {
 
   #dispatch(kind, roomId, peerName, requestId, text) {
     switch (kind) {
-      case KIND_RESPONSE: {
+      case KIND_RESPONSE:
+      case KIND_HOST_RESPONSE: {
         const p = this.#pending.get(requestId);
         if (!p) {
           this.#unmatched++; // settled by close() already
@@ -345,6 +366,21 @@ class Room extends EventEmitter {
    */
   request(peerName, request) {
     return this.#ops.request(this, peerName, request);
+  }
+
+  /**
+   * Make a request about this room as the host, not on behalf of a peer
+   * (sfu_server_host_request): `{method, ...}` with one of the host methods of
+   * docs/PROTOCOL.md ("Host requests"): createRtpStreamer (resolves with
+   * {streamerId, localIp, localPort, rtpParameters, sdp}), closeRtpStreamer,
+   * enableAudioLevels, disableAudioLevels, enableActiveSpeaker, disableActiveSpeaker.
+   * Resolves with the answer's `data`; rejects with Error(reason) on {"ok":false}
+   * ('room not found', 'producer not found', a field error...), Error('server closed')
+   * if the server closes first. The events the room then produces (audioLevels,
+   * activeSpeaker, rtpStreamerClosed) are emitted as 'hostEvent' with peerName ''.
+   */
+  hostRequest(request) {
+    return this.#ops.hostRequest(this, request);
   }
 
   /** Pass a notification a client sent. Failures come back as a 'hostEvent' (notificationError). */

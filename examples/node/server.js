@@ -5,6 +5,12 @@
 //
 //   node examples/node/server.js [--host 127.0.0.1] [--port 8080]
 //                                [--rtc-ip IPv4] [--announced-ip IPv4]
+//                                [--record DIR] [--audio-levels [THRESHOLD_DBOV]]
+//
+// --record DIR: record every producer with ffmpeg into DIR (record.js: WebM for video,
+// Ogg for audio, through createRtpStreamer). --audio-levels: every room reports its
+// audio levels (each second) and its active speaker as host events, logged here as
+// `[host] ROOM/- host event {...}` lines (above THRESHOLD_DBOV, default the library's -80).
 //
 // Frames (JSON text):
 //   browser -> host  {type:'request', id, method, data}  -> room.request(peer, data)
@@ -28,7 +34,7 @@ const { Server } = require('../../bindings/node');
 // Arguments.
 
 function parseArgs(argv) {
-  const opts = { host: '127.0.0.1', port: 8080, rtcIp: null, announcedIp: null };
+  const opts = { host: '127.0.0.1', port: 8080, rtcIp: null, announcedIp: null, record: null, audioLevels: null };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -39,6 +45,11 @@ function parseArgs(argv) {
     else if (arg === '--port') opts.port = Number(value());
     else if (arg === '--rtc-ip') opts.rtcIp = value();
     else if (arg === '--announced-ip') opts.announcedIp = value();
+    else if (arg === '--record') opts.record = value();
+    else if (arg === '--audio-levels') {
+      // An optional threshold follows (a number, e.g. -70).
+      opts.audioLevels = i + 1 < argv.length && /^-?\d+(\.\d+)?$/.test(argv[i + 1]) ? Number(argv[++i]) : true;
+    }
     else if (arg === '-h' || arg === '--help') usage();
     else usage(`unknown argument ${arg}`);
   }
@@ -49,7 +60,7 @@ function parseArgs(argv) {
 function usage(error) {
   const text =
     'usage: node examples/node/server.js [--host 127.0.0.1] [--port 8080] ' +
-    '[--rtc-ip IPv4] [--announced-ip IPv4]';
+    '[--rtc-ip IPv4] [--announced-ip IPv4] [--record DIR] [--audio-levels [THRESHOLD_DBOV]]';
   if (error) {
     console.error(`${error}\n${text}`);
     process.exit(2);
@@ -72,6 +83,10 @@ config.logLevel = debug ? 'debug' : 'warn';
 const server = new Server(config);
 server.on('log', (level, target, message) => log(`sfu ${level} ${target}: ${message}`));
 
+// --record: one ffmpeg per producer (examples/node/record.js).
+const recorder = opts.record ? new (require('./record').Recorder)({ dir: opts.record, log: (l) => log(`record: ${l}`) }) : null;
+if (recorder) log(`recording every producer into ${recorder.dir}`);
+
 // room id -> { room, sockets: Map<peer name, WebSocket> }
 const rooms = new Map();
 
@@ -92,6 +107,7 @@ function getRoom(roomId) {
   // reason, roomClosed after an internal error): log them.
   room.on('hostEvent', (peerName, event) => {
     log(`${roomId}/${peerName || '-'} host event ${JSON.stringify(event)}`);
+    if (recorder) recorder.onHostEvent(roomId, event);
     if (event && event.event === 'roomClosed' && rooms.get(roomId) === entry) {
       // The library closed the room itself; its peers got `closed`. Start afresh.
       rooms.delete(roomId);
@@ -100,7 +116,29 @@ function getRoom(roomId) {
     }
   });
   log(`room "${roomId}" created`);
+  if (opts.audioLevels !== null) enableAudioLevels(room, opts.audioLevels);
   return entry;
+}
+
+// --audio-levels: host requests about the room; the events arrive as 'hostEvent'.
+// `threshold`: true for the library's default (-80 dBov), or a level in dBov.
+function enableAudioLevels(room, threshold) {
+  const t = threshold === true ? {} : { thresholdDbov: threshold };
+  const requests = [
+    { method: 'enableAudioLevels', intervalMs: 1000, ...t },
+    { method: 'enableActiveSpeaker', intervalMs: 300, ...t },
+  ];
+  for (const r of requests) {
+    room.hostRequest(r).catch((error) => log(`${room.id}: ${r.method} failed: ${error.message}`));
+  }
+}
+
+// A request a page sent was answered: a new producer is recorded (--record).
+function onAnswered(entry, peerName, request, data) {
+  if (!recorder || !request || request.method !== 'createProducer') return;
+  recorder
+    .addProducer(entry.room, peerName, request.id, request.kind)
+    .catch((error) => log(`record: ${entry.room.id}/${peerName} producer ${request.id}: ${error.message}`));
 }
 
 function dropPeer(roomId, peerName, ws) {
@@ -120,6 +158,7 @@ function dropPeer(roomId, peerName, ws) {
     } catch (error) {
       log(`closing room "${roomId}": ${error.message}`);
     }
+    if (recorder) recorder.roomClosed(roomId);
     log(`room "${roomId}" closed (empty)`);
   }
 }
@@ -153,7 +192,10 @@ function onConnection(ws, roomId, peerName) {
     if (debug) log(`${roomId}/${peerName} => ${JSON.stringify(frame)}`);
     if (frame.type === 'request') {
       entry.room.request(peerName, frame.data).then(
-        (data) => reply({ type: 'response', id: frame.id, ok: true, data }),
+        (data) => {
+          reply({ type: 'response', id: frame.id, ok: true, data });
+          onAnswered(entry, peerName, frame.data, data);
+        },
         (error) => reply({ type: 'response', id: frame.id, ok: false, error: error.message })
       );
     } else if (frame.type === 'notification') {
@@ -258,11 +300,13 @@ httpServer.listen(opts.port, opts.host, () => {
 // Shutdown.
 
 let stopping = false;
-function shutdown(signal) {
+async function shutdown(signal) {
   if (stopping) return;
   stopping = true;
   log(`${signal}: stopping`);
   for (const ws of wss.clients) ws.terminate();
+  // Recordings first: their streamers say BYE and ffmpeg finishes each file.
+  if (recorder) await recorder.stop().catch((error) => log(`record: ${error.message}`));
   for (const entry of rooms.values()) {
     try {
       entry.room.close();

@@ -21,6 +21,13 @@ SFU_DEBUG=1 makes it "debug").
 
     python examples/python/host.py --host 127.0.0.1 --port 8080
 
+Options beyond the signalling (each uses host requests, docs/PROTOCOL.md):
+``--record DIR`` records every producer with ffmpeg (``record.py``: WebM for video,
+Ogg for audio); ``--play SOURCE`` plays ``testsrc`` (a test pattern and a tone) or a
+media file into room ``--play-room`` as peer ``--play-name`` (``play.py``: VP8 + Opus
+over plain RTP); ``--audio-levels [DBOV]`` makes every room report audio levels and
+the active speaker, logged as host events.
+
 Needs the ``websockets`` package (>= 13) and the ``sfu`` binding (``pip install
 ./bindings/python``; from a checkout it is also found without installing).
 """
@@ -90,6 +97,11 @@ class Host:
         self.static_dir = static_dir.resolve() if static_dir else None
         self.rooms: Dict[str, sfu.Room] = {}
         self.peers: Dict[Tuple[str, str], Peer] = {}
+        # Options (main() sets them): --record, --audio-levels; rooms kept open without
+        # browsers (the room a --play peer is in).
+        self.recorder: Optional[Any] = None
+        self.audio_levels: Any = None  # True (the library's threshold) or a threshold in dBov
+        self.pinned: set = set()
 
     # -- rooms and library callbacks ------------------------------------------------
 
@@ -101,7 +113,39 @@ class Host:
             room.on_host_event = functools.partial(self._host_event, room_id)
             self.rooms[room_id] = room
             log.info("room %r created", room_id)
+            if self.audio_levels is not None:
+                self._enable_audio_levels(room)
         return room
+
+    # -- host requests (--audio-levels, --record) ---------------------------------------
+
+    def _enable_audio_levels(self, room: sfu.Room) -> None:
+        """Levels each second and the active speaker; the events come to _host_event."""
+        threshold = {} if self.audio_levels is True else {"thresholdDbov": self.audio_levels}
+        for request in ({"method": "enableAudioLevels", "intervalMs": 1000, **threshold},
+                        {"method": "enableActiveSpeaker", "intervalMs": 300, **threshold}):
+            fut = room.host_request_async(request)
+            fut.add_done_callback(functools.partial(self._host_answer, room.id, request["method"]))
+
+    @staticmethod
+    def _host_answer(room_id: str, method: str, fut: asyncio.Future) -> None:
+        if not fut.cancelled() and fut.exception() is not None:
+            log.warning("room %r: %s failed: %s", room_id, method, fut.exception())
+
+    def _answered(self, room: sfu.Room, peer_name: str, request: Dict[str, Any], fut: asyncio.Future) -> None:
+        """A page's request was answered: a new producer is recorded (--record)."""
+        if self.recorder is None or fut.cancelled() or fut.exception() is not None:
+            return
+        if request.get("method") != "createProducer":
+            return
+
+        async def record() -> None:
+            try:
+                await self.recorder.add_producer(room, peer_name, request.get("id"), request.get("kind"))
+            except (sfu.Error, OSError, TimeoutError) as e:
+                log.warning("record: %s/%s producer %s: %s", room.id, peer_name, request.get("id"), e)
+
+        asyncio.ensure_future(record())
 
     def _from_library(self, room_id: str, peer_name: str, msg: Dict[str, Any]) -> None:
         # On the library's thread. Two hops onto the loop, on purpose: a response
@@ -120,7 +164,16 @@ class Host:
             peer.send({"type": "notification", "method": msg.get("method"), "data": msg})
 
     def _host_event(self, room_id: str, peer_name: str, event: Dict[str, Any]) -> None:
-        log.warning("room %r peer %r: %s", room_id, peer_name, json.dumps(event))
+        # On the library's thread. The room's own events (peer "") are routine.
+        if peer_name == "" and event.get("event") in ("audioLevels", "activeSpeaker", "rtpStreamerClosed"):
+            log.info("room %r host event %s", room_id, json.dumps(event))
+        else:
+            log.warning("room %r peer %r: %s", room_id, peer_name, json.dumps(event))
+        if self.recorder is not None:
+            try:
+                self.loop.call_soon_threadsafe(self.recorder.on_host_event, room_id, event)
+            except RuntimeError:
+                pass  # the loop is closed: shutting down
 
     # -- frames from a page -----------------------------------------------------------
 
@@ -146,6 +199,7 @@ class Host:
                 peer.send({"type": "response", "id": fid, "ok": False, "error": str(e)})
                 return
             fut.add_done_callback(functools.partial(self._answer, peer, fid))
+            fut.add_done_callback(functools.partial(self._answered, room, peer.name, data))
         elif kind == "notification":
             if not isinstance(data, dict):
                 data = {"method": method, "target": "peer", "notification": True}
@@ -206,9 +260,12 @@ class Host:
             except sfu.SfuError as e:
                 if e.code not in (sfu.Result.PEER_NOT_FOUND, sfu.Result.ROOM_NOT_FOUND, sfu.Result.SERVER_CLOSED):
                     log.warning("close_peer(%r): %s", name, e)
-            if not any(p.room_id == room_id for p in self.peers.values()) and self.rooms.get(room_id) is room:
+            if (not any(p.room_id == room_id for p in self.peers.values()) and self.rooms.get(room_id) is room
+                    and room_id not in self.pinned):
                 del self.rooms[room_id]
                 room.close()
+                if self.recorder is not None:
+                    self.recorder.room_closed(room_id)
                 log.info("room %r closed (empty)", room_id)
 
     # -- static files -----------------------------------------------------------------
@@ -280,6 +337,22 @@ async def run(args: argparse.Namespace) -> None:
             pass
     with sfu.Server(config) as server:
         host = Host(server, loop, args.static)
+        host.audio_levels = args.audio_levels
+        if args.record:
+            import record  # examples/python/record.py
+
+            host.recorder = record.Recorder(args.record)
+            log.info("recording every producer into %s", host.recorder.dir)
+        player = None
+        if args.play:
+            import play  # examples/python/play.py
+
+            player = play.Player(args.play, peer_name=args.play_name)
+            host.pinned.add(args.play_room)
+            await player.start(host.room(args.play_room))
+            if host.recorder is not None:  # the played streams are recorded like any producer
+                for producer_id, kind in player.producers:
+                    await host.recorder.add_producer(host.room(args.play_room), player.peer_name, producer_id, kind)
         async with serve(host.handle, args.host, args.port, process_request=host.process_request) as ws_server:
             port = next(iter(ws_server.sockets)).getsockname()[1]
             static = host.static_dir if host.static_dir and host.static_dir.is_dir() else "(none)"
@@ -287,7 +360,12 @@ async def run(args: argparse.Namespace) -> None:
                   f"  (sfu {sfu.version()}, static {static})", flush=True)
             await stop.wait()
             log.info("shutting down")
-        # The WebSocket server is closed (every handler finished); then the SFU.
+        # The WebSocket server is closed (every handler finished); then the player and
+        # the recordings (their streamers say BYE, ffmpeg finishes the files); then the SFU.
+        if player is not None:
+            await player.stop()
+        if host.recorder is not None:
+            await host.recorder.stop()
     log.info("stopped")
 
 
@@ -306,6 +384,14 @@ def main(argv: Optional[list] = None) -> None:
         choices=["debug", "warn", "error", "none"],
         help="the library's logLevel; its records go to the 'sfu' logger (default warn; debug if SFU_DEBUG=1)",
     )
+    ap.add_argument("--record", type=Path, default=None, metavar="DIR",
+                    help="record every producer with ffmpeg into DIR (WebM video, Ogg audio)")
+    ap.add_argument("--play", default=None, metavar="SOURCE",
+                    help="play 'testsrc' (test pattern + tone) or a media file into --play-room with ffmpeg")
+    ap.add_argument("--play-room", default="demo", help="room of the --play peer (default demo)")
+    ap.add_argument("--play-name", default="ffmpeg", help="peer name of the --play peer (default ffmpeg)")
+    ap.add_argument("--audio-levels", type=float, nargs="?", const=True, default=None, metavar="DBOV",
+                    help="report audio levels and the active speaker (above DBOV, default the library's -80) as host events")
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("websockets").setLevel(logging.WARNING)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end test needs. Idempotent; never downloads a browser:
-# Debian's chromium and firefox-esr (apt), playwright-core (npm, drives Chromium over CDP),
+# Debian's chromium, firefox-esr and ffmpeg (apt), playwright-core (npm, drives Chromium over CDP),
 # puppeteer-core (npm, drives Firefox over WebDriver BiDi), the demo's npm packages.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -8,6 +8,8 @@ cd "$(dirname "$0")/../.."
 need_apt=()
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 [ -x /usr/bin/firefox-esr ] || need_apt+=(firefox-esr)
+# ffmpeg + ffprobe: plain-rtp.test.js (the recording and playback examples use them).
+{ command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null; } || need_apt+=(ffmpeg)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "tests/e2e: installing ${need_apt[*]} (apt)"
     export DEBIAN_FRONTEND=noninteractive

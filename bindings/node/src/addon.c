@@ -51,9 +51,10 @@
 #include "sfu.h"
 
 /* Item kinds beyond sfu_event_kind: "no callback follows" (queued by close()), and a
- * log record (far from sfu_event_kind's values, which grow). */
-#define KIND_END 3
-#define KIND_LOG 100
+ * log record. Far from the library's kinds (3 is SFU_EVENT_KIND_HOST_RESPONSE), which
+ * grow, so new kinds never clash. */
+#define KIND_END 0x10000
+#define KIND_LOG 0x10001
 
 /* Counters for tests (leak checks); read with counters(). */
 static atomic_uint_fast64_t g_servers_created;
@@ -606,6 +607,37 @@ static napi_value js_metrics(napi_env env, napi_callback_info info) {
   return v;
 }
 
+/* ---------------------------------------------------------------- host requests */
+
+/* hostRequest(h, roomId, requestId, json): sfu_server_host_request; the answer comes
+ * back through the callback as SFU_EVENT_KIND_HOST_RESPONSE with this request id. */
+static napi_value js_host_request(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  if (!get_args(env, info, 4, argv)) return NULL;
+  server_handle *h = get_handle(env, argv[0]);
+  if (!h) return NULL;
+  double idd = 0;
+  napi_valuetype t;
+  CHECK(env, napi_typeof(env, argv[2], &t), NULL);
+  if (t != napi_number || napi_get_value_double(env, argv[2], &idd) != napi_ok || !(idd >= 1) ||
+      idd > 9007199254740991.0 || idd != (double)(uint64_t)idd) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "requestId must be a positive safe integer");
+    return NULL;
+  }
+  char *room = get_string(env, argv[1], "roomId");
+  char *json = room ? get_string(env, argv[3], "request") : NULL;
+  if (json) {
+    sfu_server *s = open_server(env, h);
+    if (s) {
+      sfu_result r = sfu_server_host_request(s, room, (uint64_t)idd, json);
+      if (r != SFU_RESULT_OK) throw_result(env, r);
+    }
+  }
+  free(room);
+  free(json);
+  return NULL;
+}
+
 /* close(h) -> true if this call closed it. Blocks until the library has stopped. */
 static napi_value js_close(napi_env env, napi_callback_info info) {
   napi_value argv[1];
@@ -656,6 +688,7 @@ NAPI_MODULE_INIT() {
       {"closePeer", NULL, js_close_peer, NULL, NULL, NULL, napi_enumerable, NULL},
       {"request", NULL, js_request, NULL, NULL, NULL, napi_enumerable, NULL},
       {"notify", NULL, js_notify, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"hostRequest", NULL, js_host_request, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_enumerable, NULL},
       {"metrics", NULL, js_metrics, NULL, NULL, NULL, napi_enumerable, NULL},
       {"counters", NULL, js_counters, NULL, NULL, NULL, napi_enumerable, NULL},

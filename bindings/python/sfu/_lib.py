@@ -44,6 +44,8 @@ class EventKind(enum.IntEnum):
     RESPONSE = 0
     NOTIFICATION = 1
     HOST = 2
+    #: The answer to a host request (``sfu_server_host_request``); empty peer name.
+    HOST_RESPONSE = 3
 
 
 class LogLevel(enum.IntEnum):
@@ -152,6 +154,10 @@ def _declare(dll: ctypes.CDLL) -> ctypes.CDLL:
 
     dll.sfu_server_notify.argtypes = [c_void_p, c_char_p, c_char_p, c_char_p]
     dll.sfu_server_notify.restype = c_int
+
+    # Host requests (docs/PROTOCOL.md, "Host requests"): answered as HOST_RESPONSE.
+    dll.sfu_server_host_request.argtypes = [c_void_p, c_char_p, ctypes.c_uint64, c_char_p]
+    dll.sfu_server_host_request.restype = c_int
 
     dll.sfu_server_free.argtypes = [c_void_p]
     dll.sfu_server_free.restype = None

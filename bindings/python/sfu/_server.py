@@ -287,7 +287,8 @@ class _Core:
     def dispatch(self, kind: int, room_id: str, peer: str, request_id: int, text: str) -> None:
         if not self.delivering:
             return
-        if kind == EventKind.RESPONSE:
+        if kind == EventKind.RESPONSE or kind == EventKind.HOST_RESPONSE:
+            # Requests and host requests share one id sequence and one pending table.
             with self.lock:
                 waiter = self.pending.pop(request_id, None)
             if waiter is None:
@@ -330,13 +331,21 @@ class _Core:
 
     def submit(self, room_id: bytes, peer: bytes, payload: bytes, waiter: _Waiter) -> int:
         """Register ``waiter`` and pass the request to C. Returns the request id."""
+        return self._submit(waiter, lambda handle, rid: _lib.lib().sfu_server_request(handle, room_id, peer, rid, payload))
+
+    def submit_host(self, room_id: bytes, payload: bytes, waiter: _Waiter) -> int:
+        """Register ``waiter`` and pass a host request to C (``sfu_server_host_request``;
+        answered as ``HOST_RESPONSE``). Returns the request id."""
+        return self._submit(waiter, lambda handle, rid: _lib.lib().sfu_server_host_request(handle, room_id, rid, payload))
+
+    def _submit(self, waiter: _Waiter, call: Callable[[Any, int], int]) -> int:
         with self.lock:
             if self.state != _OPEN:
                 raise SfuError(Result.SERVER_CLOSED, "server closed")
             rid = next(self.ids)
             self.pending[rid] = waiter
             handle = self.handle
-        code = _lib.lib().sfu_server_request(handle, room_id, peer, rid, payload)
+        code = call(handle, rid)
         if code != Result.OK:
             message = _lib.last_error()
             with self.lock:
@@ -399,6 +408,43 @@ def _parse_response(text: str):
         return True, ({} if data is None else data)
     reason = msg.get("error") if isinstance(msg, dict) else None
     return False, RequestError(str(reason) if reason is not None else f"request failed: {text}")
+
+
+def _block_on(core: _Core, submit: Callable[[_Waiter], int], timeout: Optional[float]) -> Dict[str, Any]:
+    """Submit with a blocking waiter and wait for the answer (bounded by ``timeout``)."""
+    waiter = _SyncWaiter()
+    rid = submit(waiter)
+    if not waiter.event.wait(timeout):
+        if core.forget(rid):
+            raise TimeoutError(f"no response to request {rid} within {timeout} s")
+        waiter.event.wait()  # settled concurrently: it is being set right now
+    if waiter.ok:
+        return waiter.value
+    raise waiter.value
+
+
+def _as_future(core: _Core, loop: asyncio.AbstractEventLoop, submit: Callable[[_Waiter], int],
+               timeout: Optional[float]) -> "asyncio.Future[Dict[str, Any]]":
+    """Submit with a waiter that resolves a future of ``loop`` (with a timeout)."""
+    future = loop.create_future()
+    waiter = _AsyncWaiter(loop, future)
+    rid = submit(waiter)
+
+    def on_done(f: asyncio.Future) -> None:
+        if waiter.timer is not None:
+            waiter.timer.cancel()
+        if f.cancelled():
+            core.forget(rid)
+
+    future.add_done_callback(on_done)
+    if timeout is not None and not future.done():
+
+        def expire() -> None:
+            if not future.done() and core.forget(rid):
+                future.set_exception(TimeoutError(f"no response to request {rid} within {timeout} s"))
+
+        waiter.timer = loop.call_later(timeout, expire)
+    return future
 
 
 # ---------------------------------------------------- C trampolines and registry
@@ -635,8 +681,9 @@ class Room:
     * ``on_notification(peer_name, message)``: a mediasoup notification the host
       must deliver verbatim to ``peer_name``'s client.
     * ``on_host_event(peer_name, event)``: a host-facing event
-      (``{"event": "notificationError" | "transportClosed" | "roomClosed", ...}``);
-      ``peer_name`` may be empty.
+      (``{"event": "notificationError" | "transportClosed" | "roomClosed", ...}``, and
+      after host requests ``audioLevels``, ``activeSpeaker``, ``rtpStreamerClosed``);
+      ``peer_name`` may be empty (it is for the room's own events).
 
     Both are called **on a library thread** (the notifier), never concurrently, per
     peer in production order. Hand work to your own thread or event loop (e.g.
@@ -702,15 +749,7 @@ class Room:
         core = self._require()
         peer = _encode_id(peer_name, "peer_name")
         payload = _encode_json(request, "request")
-        waiter = _SyncWaiter()
-        rid = core.submit(self._bid, peer, payload, waiter)
-        if not waiter.event.wait(timeout):
-            if core.forget(rid):
-                raise TimeoutError(f"no response to request {rid} within {timeout} s")
-            waiter.event.wait()  # settled concurrently: it is being set right now
-        if waiter.ok:
-            return waiter.value
-        raise waiter.value
+        return _block_on(core, lambda w: core.submit(self._bid, peer, payload, w), timeout)
 
     def request_async(self, peer_name: str, request: Json, timeout: Optional[float] = 10.0) -> "asyncio.Future[Dict[str, Any]]":
         """Like :meth:`request`, for asyncio: ``data = await room.request_async(...)``.
@@ -725,25 +764,43 @@ class Room:
         core = self._require()
         peer = _encode_id(peer_name, "peer_name")
         payload = _encode_json(request, "request")
-        future = loop.create_future()
-        waiter = _AsyncWaiter(loop, future)
-        rid = core.submit(self._bid, peer, payload, waiter)
+        return _as_future(core, loop, lambda w: core.submit(self._bid, peer, payload, w), timeout)
 
-        def on_done(f: asyncio.Future) -> None:
-            if waiter.timer is not None:
-                waiter.timer.cancel()
-            if f.cancelled():
-                core.forget(rid)
+    # -- host requests ----------------------------------------------------------------
 
-        future.add_done_callback(on_done)
-        if timeout is not None and not future.done():
+    def host_request(self, request: Json, timeout: Optional[float] = 10.0) -> Dict[str, Any]:
+        """Make a request about this room as the host, not on behalf of a peer
+        (``sfu_server_host_request``), and wait for its answer.
 
-            def expire() -> None:
-                if not future.done() and core.forget(rid):
-                    future.set_exception(TimeoutError(f"no response to request {rid} within {timeout} s"))
+        ``request`` is ``{"method": ..., ...}`` with one of the host methods of
+        docs/PROTOCOL.md ("Host requests"): ``createRtpStreamer`` (answers
+        ``{streamerId, localIp, localPort, rtpParameters, sdp}``), ``closeRtpStreamer``,
+        ``enableAudioLevels``, ``disableAudioLevels``, ``enableActiveSpeaker``,
+        ``disableActiveSpeaker``. Returns the answer's ``data`` dict. Raises
+        :class:`RequestError` with the library's reason (``"room not found"``,
+        ``"producer not found"``, a field error...), ``TimeoutError`` after ``timeout``
+        seconds (``None``: no limit), :class:`SfuError` if the server is closed. Like
+        :meth:`request`, it must not be called from a handler: use
+        :meth:`host_request_async` there.
 
-            waiter.timer = loop.call_later(timeout, expire)
-        return future
+        The events the room then produces (``audioLevels``, ``activeSpeaker``,
+        ``rtpStreamerClosed``) reach :attr:`on_host_event` with an empty peer name.
+        """
+        if _in_callback():
+            raise RuntimeError("Room.host_request() would deadlock on the sfu callback thread")
+        core = self._require()
+        payload = _encode_json(request, "request")
+        return _block_on(core, lambda w: core.submit_host(self._bid, payload, w), timeout)
+
+    def host_request_async(self, request: Json, timeout: Optional[float] = 10.0) -> "asyncio.Future[Dict[str, Any]]":
+        """Like :meth:`host_request`, for asyncio: ``data = await
+        room.host_request_async({...})``. Submitted when called; the future resolves on
+        the calling thread's running loop with the ``data`` dict, or fails with
+        :class:`RequestError` / ``TimeoutError``. Cancelling it forgets the request."""
+        loop = asyncio.get_running_loop()
+        core = self._require()
+        payload = _encode_json(request, "request")
+        return _as_future(core, loop, lambda w: core.submit_host(self._bid, payload, w), timeout)
 
     def notify(self, peer_name: str, notification: Json) -> None:
         """Pass a notification ``peer_name``'s client sent (``leave``,

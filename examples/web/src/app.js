@@ -371,7 +371,7 @@ async function produce(track) {
 
 // ---------------------------------------------------------------------------
 // Test hooks (used by tests/e2e, harmless in the demo): re-create a producer, pause and
-// resume the consumer of a remote peer's track.
+// resume the consumer of a remote peer's track, pause and resume our own producer.
 
 // Closes our producer of `kind` and sends the same local track again in a new producer
 // (mediasoup-client reuses the inactive transceiver). Resolves to the new producer's id.
@@ -398,6 +398,16 @@ function pauseConsumer(peer, kind, pause) {
   if (pause) consumer.pause();
   else consumer.resume();
   return consumer.id;
+}
+
+// Pauses (`pause` true) or resumes our producer of `kind` (a mute button would do this);
+// mediasoup-client tells the server (pauseProducer / resumeProducer). Returns its id.
+function pauseProducer(kind, pause) {
+  const producer = producers.get(kind);
+  if (!producer || producer.closed) throw new Error(`no ${kind} producer`);
+  if (pause) producer.pause();
+  else producer.resume();
+  return producer.id;
 }
 
 function leave() {
@@ -431,6 +441,7 @@ window.demo = {
   },
   restartProducer,
   pauseConsumer,
+  pauseProducer,
 };
 
 // Invite link: same room, a new random peer name.
