@@ -14,6 +14,10 @@
 //
 // The peer's name is the one in the WebSocket URL: the host decides who is who, and the
 // library ignores `join.peerName`. SFU_DEBUG=1 logs every frame.
+//
+// SFU_HOST_HOOKS=<module> (tests only, unset in the demo) loads a module that may rewrite
+// the library's answers before they go to the browser and watch its notifications; the
+// end-to-end tests use tests/e2e/lib/host-hooks.js.
 'use strict';
 
 const http = require('node:http');
@@ -68,6 +72,9 @@ if (opts.rtcIp) config.rtcIPv4 = opts.rtcIp;
 if (opts.announcedIp) config.rtcAnnouncedIPv4 = opts.announcedIp;
 if (debug) config.logLevel = 'debug';
 const server = new Server(config);
+const hooks = process.env.SFU_HOST_HOOKS
+  ? require(path.resolve(process.env.SFU_HOST_HOOKS))({ server, room: (id) => rooms.get(id)?.room, log })
+  : null;
 
 // room id -> { room, sockets: Map<peer name, WebSocket> }
 const rooms = new Map();
@@ -81,6 +88,7 @@ function getRoom(roomId) {
   room.on('notification', (peerName, message) => {
     const ws = entry.sockets.get(peerName);
     if (debug) log(`${roomId}/${peerName} <= notification ${JSON.stringify(message)}`);
+    if (hooks) hooks.notification(roomId, peerName, message);
     if (ws && ws.readyState === ws.OPEN) {
       ws.send(JSON.stringify({ type: 'notification', method: message.method, data: message }));
     }
@@ -149,10 +157,13 @@ function onConnection(ws, roomId, peerName) {
     }
     if (debug) log(`${roomId}/${peerName} => ${JSON.stringify(frame)}`);
     if (frame.type === 'request') {
-      entry.room.request(peerName, frame.data).then(
-        (data) => reply({ type: 'response', id: frame.id, ok: true, data }),
-        (error) => reply({ type: 'response', id: frame.id, ok: false, error: error.message })
-      );
+      entry.room
+        .request(peerName, frame.data)
+        .then((data) => (hooks ? hooks.response(roomId, peerName, frame.data, data) : data))
+        .then(
+          (data) => reply({ type: 'response', id: frame.id, ok: true, data }),
+          (error) => reply({ type: 'response', id: frame.id, ok: false, error: error.message })
+        );
     } else if (frame.type === 'notification') {
       try {
         entry.room.notify(peerName, frame.data);
