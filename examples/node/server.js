@@ -22,6 +22,10 @@
 // library ignores `join.peerName`. SFU_DEBUG=1 logs every frame and runs the library at
 // logLevel "debug" (else "warn"); the library's records are printed as `[host] sfu ...`.
 // GET /metrics serves the library's metrics (Prometheus text exposition format).
+//
+// SFU_HOST_HOOKS=<module> (tests only, unset in the demo) loads a module that may rewrite
+// the library's answers before they go to the browser and watch its notifications; the
+// end-to-end tests use tests/e2e/lib/host-hooks.js.
 'use strict';
 
 const http = require('node:http');
@@ -86,6 +90,9 @@ server.on('log', (level, target, message) => log(`sfu ${level} ${target}: ${mess
 // --record: one ffmpeg per producer (examples/node/record.js).
 const recorder = opts.record ? new (require('./record').Recorder)({ dir: opts.record, log: (l) => log(`record: ${l}`) }) : null;
 if (recorder) log(`recording every producer into ${recorder.dir}`);
+const hooks = process.env.SFU_HOST_HOOKS
+  ? require(path.resolve(process.env.SFU_HOST_HOOKS))({ server, room: (id) => rooms.get(id)?.room, log })
+  : null;
 
 // room id -> { room, sockets: Map<peer name, WebSocket> }
 const rooms = new Map();
@@ -99,6 +106,7 @@ function getRoom(roomId) {
   room.on('notification', (peerName, message) => {
     const ws = entry.sockets.get(peerName);
     if (debug) log(`${roomId}/${peerName} <= notification ${JSON.stringify(message)}`);
+    if (hooks) hooks.notification(roomId, peerName, message);
     if (ws && ws.readyState === ws.OPEN) {
       ws.send(JSON.stringify({ type: 'notification', method: message.method, data: message }));
     }
@@ -191,13 +199,16 @@ function onConnection(ws, roomId, peerName) {
     }
     if (debug) log(`${roomId}/${peerName} => ${JSON.stringify(frame)}`);
     if (frame.type === 'request') {
-      entry.room.request(peerName, frame.data).then(
-        (data) => {
-          reply({ type: 'response', id: frame.id, ok: true, data });
-          onAnswered(entry, peerName, frame.data, data);
-        },
-        (error) => reply({ type: 'response', id: frame.id, ok: false, error: error.message })
-      );
+      entry.room
+        .request(peerName, frame.data)
+        .then((data) => (hooks ? hooks.response(roomId, peerName, frame.data, data) : data))
+        .then(
+          (data) => {
+            reply({ type: 'response', id: frame.id, ok: true, data });
+            onAnswered(entry, peerName, frame.data, data);
+          },
+          (error) => reply({ type: 'response', id: frame.id, ok: false, error: error.message })
+        );
     } else if (frame.type === 'notification') {
       try {
         entry.room.notify(peerName, frame.data);

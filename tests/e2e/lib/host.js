@@ -4,6 +4,9 @@
 //   - python: examples/python/host.py (bindings/python), if present.
 // SFU_DEBUG=1 makes a host log every signalling frame and run the library with
 // logLevel "debug"; its output is echoed to stderr as it comes.
+// startHost(hosts.node, { hooks: true }) loads lib/host-hooks.js into the Node host and
+// gives the result a `control` (lib/host-control.js): rewrite createTransport answers,
+// notify on behalf of a peer, watch notifications, read metrics.
 'use strict';
 
 const { spawn } = require('node:child_process');
@@ -11,6 +14,7 @@ const fs = require('node:fs');
 const http = require('node:http');
 const net = require('node:net');
 const path = require('node:path');
+const { HostControl } = require('./host-control');
 
 const repo = path.resolve(__dirname, '..', '..', '..');
 const debug = process.env.SFU_DEBUG === '1';
@@ -81,14 +85,19 @@ function httpOk(url) {
 }
 
 // Starts `host` and resolves once it serves the page (at most 20 s).
-async function startHost(host) {
+async function startHost(host, { hooks = false } = {}) {
+  if (hooks && host.name !== 'node') throw new Error('host hooks exist only in the Node host');
   const port = await freePort();
   const [cmd, args] = host.command(port);
+  const env = { ...process.env, PYTHONUNBUFFERED: '1' };
+  if (hooks) env.SFU_HOST_HOOKS = path.join(__dirname, 'host-hooks.js');
+  else delete env.SFU_HOST_HOOKS;
   const child = spawn(cmd, args, {
     cwd: repo,
-    env: { ...process.env, PYTHONUNBUFFERED: '1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    env,
+    stdio: hooks ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
   });
+  const control = hooks ? new HostControl(child) : null;
   const output = [];
   const collect = (stream) => (chunk) => {
     const text = chunk.toString();
@@ -116,11 +125,12 @@ async function startHost(host) {
     }
     await sleep(200);
   }
-  return { name: host.name, child, exited, base, output, port };
+  return { name: host.name, child, exited, base, output, port, control };
 }
 
 async function stopHost(h) {
   if (!h || h.child.exitCode !== null || h.child.signalCode !== null) return;
+  if (h.control && h.child.connected) h.child.disconnect();
   h.child.kill('SIGTERM');
   const done = await Promise.race([h.exited.then(() => true), sleep(5000).then(() => false)]);
   if (!done) {
