@@ -126,6 +126,37 @@ fn media_flows_over_ice_tcp_on_both_legs_and_stats_say_tcp() {
     assert_eq!(m.value("sfu_datagrams_received_total", &[("protocol", "udp")]), 0.0, "nothing over UDP");
 }
 
+/// One leg over UDP, the other over TCP, on the same port number: each transport's stats
+/// and the metrics name the protocol of its own selected pair.
+#[test]
+fn udp_and_tcp_legs_on_one_port_are_each_reported_with_their_protocol() {
+    let mut fx = setup(r#"{"numWorkers":1,"rtcIPv4":"127.0.0.1"}"#, false, &[("bob", true)]);
+    fx.h.notify(R, "alice", json!({"method": "enableTransportStats", "notification": true, "id": 1, "interval": 1000}));
+    fx.h.notify(R, "bob", json!({"method": "enableTransportStats", "notification": true, "id": 2, "interval": 1000}));
+    let mut i = 0;
+    let reported = fx.wait(Duration::from_secs(6), |fx| {
+        let m = sfu_testkit::prom::Metrics::parse(&fx.h.server.metrics().unwrap());
+        m.value("sfu_transports", &[("protocol", "udp"), ("state", "connected")]) == 1.0
+            && m.value("sfu_transports", &[("protocol", "tcp"), ("state", "connected")]) == 1.0
+    });
+    let m = sfu_testkit::prom::Metrics::parse(&fx.h.server.metrics().unwrap());
+    assert!(reported, "one connected transport per protocol: {:?}", m.series("sfu_transports"));
+    // Media keeps the stats coming; the latest of each names its leg's protocol.
+    let mut last = |fx: &mut Fx, peer: &str| {
+        for _ in 0..50 {
+            i += 1;
+            fx.alice.send_rtp(V_SSRC, 96, i, (i * 3000) as u32, true, &payload(i));
+            fx.pump(Duration::from_millis(20));
+        }
+        fx.h.notifications(peer).into_iter().filter(|n| n["method"] == "transportStats").last().expect("transportStats")
+    };
+    let a = last(&mut fx, "alice");
+    let b = last(&mut fx, "bob");
+    assert_eq!(a["stats"][0]["iceSelectedTuple"]["protocol"], "udp", "{a}");
+    assert_eq!(b["stats"][0]["iceSelectedTuple"]["protocol"], "tcp", "{b}");
+    assert_eq!(a["stats"][0]["iceSelectedTuple"]["localPort"], b["stats"][0]["iceSelectedTuple"]["localPort"], "one port number");
+}
+
 #[test]
 fn create_transport_honours_the_udp_tcp_and_preference_options() {
     let h = Harness::new(Some(r#"{"numWorkers":1,"rtcIPv4":"127.0.0.1"}"#));

@@ -435,6 +435,32 @@ fn consumer_leg_loss_is_repaired_by_nack_and_rtx() {
     );
 }
 
+/// 1b. Heavy loss on a consumer leg (one video packet in four, each lost once) is still
+/// repaired in full: the SFU's resend budget covers a lossy link (docs/ARCHITECTURE.md,
+/// "Forwarding a producer's packets": resends are capped at the bytes sent first).
+#[test]
+fn quarter_loss_on_a_consumer_leg_is_repaired_in_full() {
+    let mut fx = setup(&["bob"]);
+    fx.send(10);
+    assert!(fx.wait_all_have(VIDEO_PID, 10, Duration::from_secs(5)));
+    let c = fx.rx("bob").cons(VIDEO_PID).clone();
+    let first = fx.rx("bob").got(VIDEO_PID).last().unwrap().seq.wrapping_add(1);
+    const N: u16 = 200;
+    let bob = fx.rx_mut("bob");
+    for k in (0..N).step_by(4) {
+        bob.t.drop_next_rtp_with_seq(c.ssrc, first.wrapping_add(k));
+    }
+    fx.send(N as u64);
+    let want = 10 + N as usize;
+    let ok = fx.wait(Duration::from_secs(5), |fx| fx.rx("bob").distinct_seqs(VIDEO_PID).len() == want);
+    let bob = fx.rx("bob");
+    assert_eq!(bob.t.datagram_counters().2, (N / 4) as u64, "one datagram in four was dropped on the consumer leg");
+    let missing: Vec<u16> =
+        (0..N).map(|k| first.wrapping_add(k)).filter(|s| !bob.distinct_seqs(VIDEO_PID).contains(s)).collect();
+    assert!(ok, "bob never got {} of {} packets: {missing:?}", missing.len(), N);
+    assert_intact(bob, VIDEO_PID, 2);
+}
+
 /// 2. Loss alice -> SFU: the SFU NACKs alice, alice's RTX repairs it, bob gets it intact.
 #[test]
 fn producer_leg_loss_is_repaired_by_sfu_nack_and_producer_rtx() {

@@ -35,6 +35,13 @@ use crate::protocol::request::Direction;
 
 /// How long a consumer's sent packets stay available for NACK-triggered resends.
 pub const RTX_CACHE_AGE: Duration = Duration::from_secs(1);
+/// Resends to a consumer stop (queued ones are dropped) while resent bytes exceed this
+/// share of everything sent on the stream in the last second: 0.5 lets resends match the
+/// media itself, which covers a link losing a quarter of its packets with every late
+/// (reordered) packet asked for again, and still bounds what a receiver that NACKs
+/// everything can pull to twice its stream. str0m's default, 0.15, starved a 3 % lossy,
+/// jittery link (docs/ARCHITECTURE.md, "Forwarding a producer's packets").
+pub const RTX_RATIO_CAP: f32 = 0.5;
 
 /// Bound on datagrams kept before the `Rtc` exists / before DTLS can start.
 const MAX_EARLY: usize = 128;
@@ -242,7 +249,9 @@ impl TransportMedia {
                         self.rtt_ms = s.rtt.map(|d| d.as_secs_f64() * 1000.0);
                         self.bwe_bps = s.bwe_tx.map(|b| b.as_u64());
                         if let Some(pair) = s.selected_candidate_pair {
-                            let proto = if Some(pair.local.addr) == self.env.tcp_addr { Proto::Tcp } else { Proto::Udp };
+                            // The pair's own protocol: the TCP listener shares the UDP
+                            // socket's address, so the local address cannot tell them apart.
+                            let proto = if pair.protocol == Protocol::Udp { Proto::Udp } else { Proto::Tcp };
                             self.selected = Some((proto, pair.remote.addr));
                         }
                     }
@@ -395,7 +404,7 @@ impl TransportMedia {
             // history too) instead of str0m's 3 s: each cached packet costs ~430 bytes
             // per consumer (the payload itself is shared), the largest part of a video
             // consumer's memory at steady state.
-            tx.set_rtx_cache(1024, RTX_CACHE_AGE, Some(0.15));
+            tx.set_rtx_cache(1024, RTX_CACHE_AGE, Some(RTX_RATIO_CAP));
             Ok(())
         });
     }
