@@ -49,6 +49,10 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// `enableTcp`: each worker also listens on TCP (ICE-TCP, passive candidates).
     pub enable_tcp: bool,
+    /// `spreadRooms` (default true): with several workers, a room's receive transports
+    /// run on the least loaded worker, so one room's fan-out uses every core; false
+    /// keeps each room's transports on its own worker.
+    pub spread_rooms: bool,
     /// ICE-TCP bounds (`tcpMaxConnections`, `tcpMaxUnauthenticated`,
     /// `tcpMaxUnauthenticatedPerIp`, `tcpAuthTimeout`, `tcpIdleTimeout`,
     /// `tcpSendBufferSize`).
@@ -133,6 +137,7 @@ impl Default for ServerConfig {
             transport_timeout_secs: 30.0,
             limits: Limits::default(),
             enable_tcp: true,
+            spread_rooms: true,
             tcp: TcpLimits::default(),
         }
     }
@@ -258,6 +263,7 @@ impl ServerConfig {
                     cfg.limits.plain_rtp_comedia = val.as_bool().ok_or_else(|| bad(k, "must be a boolean"))?
                 }
                 "enableTcp" => cfg.enable_tcp = val.as_bool().ok_or_else(|| bad(k, "must be a boolean"))?,
+                "spreadRooms" => cfg.spread_rooms = val.as_bool().ok_or_else(|| bad(k, "must be a boolean"))?,
                 "tcpMaxConnections" => cfg.tcp.max_connections = uint(val, k, 1, 1_000_000)? as usize,
                 "tcpMaxUnauthenticated" => cfg.tcp.max_unauthenticated = uint(val, k, 1, 1_000_000)? as usize,
                 "tcpMaxUnauthenticatedPerIp" => {

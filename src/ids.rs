@@ -20,9 +20,22 @@ macro_rules! id_type {
 }
 
 id_type!(
-    /// A transport inside the server (one str0m `Rtc`).
+    /// A transport inside the server (one engine). Its top byte is the worker that runs
+    /// its engine, the next one the worker whose room owns it.
     TransportKey(u64)
 );
+
+impl TransportKey {
+    /// The worker whose media host runs this transport's engine.
+    pub fn engine_worker(self) -> usize {
+        (self.0 >> 56) as usize
+    }
+
+    /// The worker whose room owns this transport.
+    pub fn home_worker(self) -> usize {
+        ((self.0 >> 48) & 0xff) as usize
+    }
+}
 id_type!(
     /// A producer inside the server.
     ProducerKey(u64)
@@ -47,28 +60,33 @@ id_type!(
 /// A peer's name as the host gave it: shared, cheap to clone.
 pub type PeerName = Arc<str>;
 
-/// Hands out internal keys. Each worker owns one, seeded with its index in the top bits,
-/// so keys are unique in the whole server and never reused.
+/// Hands out internal keys. Each worker owns one, seeded with its index in the key's
+/// second byte, so keys are unique in the whole server and never reused.
 #[derive(Debug)]
 pub struct KeyGen {
+    worker: u64,
     next: u64,
 }
 
 impl KeyGen {
     pub fn new(worker: usize) -> KeyGen {
-        KeyGen {
-            next: ((worker as u64) << 48) | 1,
-        }
+        KeyGen { worker: worker as u64 & 0xff, next: 1 }
     }
 
     fn next(&mut self) -> u64 {
-        let k = self.next;
+        let k = (self.worker << 48) | (self.next & ((1 << 48) - 1));
         self.next += 1;
         k
     }
 
+    /// A transport whose engine runs on this worker.
     pub fn transport(&mut self) -> TransportKey {
-        TransportKey(self.next())
+        self.transport_on(self.worker as usize)
+    }
+
+    /// A transport of a room of this worker whose engine runs on worker `engine`.
+    pub fn transport_on(&mut self, engine: usize) -> TransportKey {
+        TransportKey(((engine as u64 & 0xff) << 56) | self.next())
     }
 
     pub fn producer(&mut self) -> ProducerKey {

@@ -58,7 +58,7 @@ pub struct HostMessage {
 }
 
 /// One output of the core.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Output {
     Transmit(Transmit),
     Message(HostMessage),
@@ -67,6 +67,9 @@ pub enum Output {
     RoomFailed(Arc<str>),
     /// A log record that passed the core's level (`log.rs`).
     Log(LogRecord),
+    /// Items for another worker of the server (a room's engines there, or an engine's
+    /// events for its room there), in order (`media/remote.rs`).
+    Cross { worker: usize, items: Vec<crate::media::remote::CrossItem> },
 }
 
 /// The queue every layer pushes its output into, in production order.

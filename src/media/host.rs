@@ -16,7 +16,10 @@ use str0m::config::Fingerprint;
 use str0m::media::KeyframeRequestKind;
 use str0m::rtp::ExtensionValues;
 
+use str0m::IceCreds;
+
 use super::plain::{PlainRemote, PlainTransport};
+use super::remote::{CrossItem, EngineOp, RemoteWrite, Spread};
 use super::tally::Tally;
 use super::transport::TransportMedia;
 use super::{rtp_peek, MediaEnv, MediaEvent, TransportStats};
@@ -41,7 +44,22 @@ struct Engine {
     /// On the dirty list.
     due: bool,
     tally: Tally,
+    /// Counted in the server's placement load (a receive transport placed by `place_recv`).
+    placed: bool,
+    /// For an engine whose owner is on another worker: when its next `Snapshot` is due.
+    next_snapshot: Option<Instant>,
 }
+
+/// What the owner's worker knows of an engine another worker runs (from its events).
+#[derive(Debug)]
+struct RemoteView {
+    owner: RoomSlot,
+    connected: bool,
+    stats: Option<TransportStats>,
+}
+
+/// How often an engine whose owner is on another worker sends it a `Snapshot`.
+const SNAPSHOT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Engine {
     fn next_timeout(&self) -> Option<Instant> {
@@ -54,7 +72,17 @@ impl Engine {
 
 /// The engines of one worker.
 pub struct MediaHost {
+    /// This worker's index.
+    worker: usize,
     env: Arc<MediaEnv>,
+    /// The other workers, when rooms spread over them (docs/ARCHITECTURE.md, "A room on
+    /// several workers").
+    spread: Option<Arc<Spread>>,
+    /// Items for other workers (by worker index), in the order they were made; the
+    /// core hands them out with its output.
+    outgoing: Vec<Vec<CrossItem>>,
+    /// Engines of this worker's rooms that run on other workers.
+    remote: HashMap<TransportKey, RemoteView>,
     engines: HashMap<TransportKey, Engine>,
     routes: Routes<TransportKey>,
     /// Plain transports waiting for their remote (comedia), by the SSRCs they expect.
@@ -69,17 +97,17 @@ pub struct MediaHost {
     pub(crate) counters: Counters,
 }
 
-/// ICE credentials of a new or restarted transport.
-#[derive(Debug, Clone)]
-pub struct IceParameters {
-    pub ufrag: String,
-    pub password: String,
-}
-
 impl MediaHost {
-    pub fn new(env: Arc<MediaEnv>) -> MediaHost {
+    /// The engines of worker `worker`; with `spread`, its rooms may place receive
+    /// transports on every worker of `spread`.
+    pub fn new(worker: usize, env: Arc<MediaEnv>, spread: Option<Arc<Spread>>) -> MediaHost {
+        let n = spread.as_ref().map_or(0, |s| s.workers());
         MediaHost {
+            worker,
             env,
+            spread,
+            outgoing: (0..n).map(|_| Vec::new()).collect(),
+            remote: HashMap::new(),
             engines: HashMap::new(),
             routes: Routes::default(),
             comedia: HashMap::new(),
@@ -94,22 +122,59 @@ impl MediaHost {
         &self.env
     }
 
-    /// Create a WebRTC engine for a new transport; its ICE ufrag routes to it.
+    /// The environment of worker `w` (its candidates), this worker's if unknown.
+    pub fn env_of(&self, w: usize) -> &Arc<MediaEnv> {
+        match &self.spread {
+            Some(s) if w < s.workers() => &s.envs[w],
+            _ => &self.env,
+        }
+    }
+
+    /// The worker a new receive transport of this worker's room runs on: the least
+    /// loaded one when rooms spread, else this one.
+    pub fn place_recv(&self) -> usize {
+        match &self.spread {
+            Some(s) => s.place(self.worker),
+            None => self.worker,
+        }
+    }
+
+    fn is_remote(&self, key: TransportKey) -> bool {
+        key.engine_worker() != self.worker
+    }
+
+    fn push_to(&mut self, w: usize, item: CrossItem) {
+        if let Some(q) = self.outgoing.get_mut(w) {
+            q.push(item);
+        }
+    }
+
+    /// Create a WebRTC engine for a new transport (on the worker `key` names); its ICE
+    /// ufrag routes to it.
+    #[allow(clippy::too_many_arguments)]
     pub fn create(
         &mut self,
         now: Instant,
         key: TransportKey,
         owner: RoomSlot,
         dir: Direction,
-        caps: &RoomCaps,
+        caps: &Arc<RoomCaps>,
+        creds: IceCreds,
         out: &mut Outbox,
-    ) -> IceParameters {
-        let media = TransportMedia::new(now, &self.env, dir, caps, out);
-        let ice = IceParameters { ufrag: media.ice_ufrag().to_string(), password: media.ice_password().to_string() };
-        self.routes.add_ufrag(&ice.ufrag, key);
-        self.engines.insert(key, Engine { media: Media::Rtc(media), owner, due: false, tally: Tally::default() });
+    ) {
+        if self.is_remote(key) {
+            self.remote.insert(key, RemoteView { owner, connected: false, stats: None });
+            let op = EngineOp::Create { key, slot: owner, dir, caps: caps.clone(), creds };
+            self.push_to(key.engine_worker(), CrossItem::Op(op));
+            return;
+        }
+        let placed = dir == Direction::Recv && self.spread.is_some();
+        let media = TransportMedia::new(now, &self.env, dir, caps, creds, out);
+        self.routes.add_ufrag(media.ice_ufrag(), key);
+        let next_snapshot = (key.home_worker() != self.worker).then_some(now);
+        let e = Engine { media: Media::Rtc(media), owner, due: false, tally: Tally::default(), placed, next_snapshot };
+        self.engines.insert(key, e);
         self.reschedule(now, key);
-        ice
     }
 
     /// Create a plain RTP engine: packets from `remote` (RTP and RTCP addresses) route to
@@ -129,7 +194,8 @@ impl MediaHost {
             self.routes.add_addr((Proto::Udp, r.rtp), key);
             self.routes.add_addr((Proto::Udp, r.rtcp), key);
         }
-        self.engines.insert(key, Engine { media: Media::Plain(p), owner, due: false, tally: Tally::default() });
+        let e = Engine { media: Media::Plain(p), owner, due: false, tally: Tally::default(), placed: false, next_snapshot: None };
+        self.engines.insert(key, e);
         self.reschedule(now, key);
         local
     }
@@ -203,7 +269,24 @@ impl MediaHost {
         if let Some(e) = self.engines.get_mut(&key) {
             e.tally.account(&mut self.counters, &evs[first..], out, out_first);
         }
+        self.snapshot_if_due(now, key, evs, first);
         self.reschedule(now, key);
+    }
+
+    /// An engine whose owner is on another worker adds a `Snapshot` of its stats to its
+    /// events when it connects and then about once a second: the owner's view of it.
+    fn snapshot_if_due(&mut self, now: Instant, key: TransportKey, evs: &mut Vec<MediaEvent>, first: usize) {
+        let Some(e) = self.engines.get_mut(&key) else { return };
+        let Some(at) = e.next_snapshot else { return };
+        if now < at && !evs[first..].iter().any(|ev| matches!(ev, MediaEvent::Connected)) {
+            return;
+        }
+        e.next_snapshot = Some(now + SNAPSHOT_INTERVAL);
+        let st = match &e.media {
+            Media::Rtc(m) => m.stats(),
+            Media::Plain(p) => p.stats(),
+        };
+        evs.push(MediaEvent::Snapshot(st));
     }
 
     /// The next engine due at `now` and its owner (taken off the dirty list or the heap).
@@ -234,6 +317,7 @@ impl MediaHost {
             Media::Plain(p) => p.handle_timeout(now, out, evs),
         }
         e.tally.account(&mut self.counters, &evs[first..], out, out_first);
+        self.snapshot_if_due(now, key, evs, first);
         self.reschedule(now, key);
     }
 
@@ -273,7 +357,18 @@ impl MediaHost {
     /// Forget an engine: its routes and its deadline go with it (a plain transport says
     /// BYE for its streams).
     pub fn close(&mut self, key: TransportKey, out: &mut Outbox) {
+        if self.is_remote(key) {
+            if self.remote.remove(&key).is_some() {
+                self.push_to(key.engine_worker(), CrossItem::Op(EngineOp::Close { key }));
+            }
+            return;
+        }
         if let Some(mut e) = self.engines.remove(&key) {
+            if e.placed {
+                if let Some(s) = &self.spread {
+                    s.release(self.worker);
+                }
+            }
             match &mut e.media {
                 Media::Rtc(m) => m.close(),
                 Media::Plain(p) => {
@@ -289,15 +384,26 @@ impl MediaHost {
         self.timers.set(key, None);
     }
 
-    pub fn restart_ice(&mut self, now: Instant, key: TransportKey, out: &mut Outbox) -> Option<IceParameters> {
-        let (old, ice) = self.with_rtc(now, key, |m| {
+    /// New local ICE credentials for a WebRTC transport; false if there is none.
+    pub fn restart_ice(&mut self, now: Instant, key: TransportKey, creds: IceCreds, out: &mut Outbox) -> bool {
+        if self.is_remote(key) {
+            if !self.remote.contains_key(&key) {
+                return false;
+            }
+            self.push_to(key.engine_worker(), CrossItem::Op(EngineOp::RestartIce { key, creds }));
+            return true;
+        }
+        let new = creds.ufrag.clone();
+        let Some(old) = self.with_rtc(now, key, |m| {
             let old = m.ice_ufrag().to_string();
-            m.restart_ice(now, out);
-            (old, IceParameters { ufrag: m.ice_ufrag().to_string(), password: m.ice_password().to_string() })
-        })?;
+            m.restart_ice(now, creds, out);
+            old
+        }) else {
+            return false;
+        };
         self.routes.remove_ufrag(&old);
-        self.routes.add_ufrag(&ice.ufrag, key);
-        Some(ice)
+        self.routes.add_ufrag(&new, key);
+        true
     }
 
     pub fn start_dtls(
@@ -308,6 +414,14 @@ impl MediaHost {
         active: bool,
         out: &mut Outbox,
     ) -> Result<(), String> {
+        if self.is_remote(key) {
+            // The room applies DTLS parameters once; the engine cannot refuse them.
+            if !self.remote.contains_key(&key) {
+                return Err("transport not found".into());
+            }
+            self.push_to(key.engine_worker(), CrossItem::Op(EngineOp::StartDtls { key, fp, active }));
+            return Ok(());
+        }
         self.with_rtc(now, key, |m| m.start_dtls(now, fp, active, out))
             .unwrap_or_else(|| Err("transport not found".into()))
     }
@@ -376,6 +490,11 @@ impl MediaHost {
         clock_rate: u32,
         out: &mut Outbox,
     ) {
+        if self.is_remote(key) {
+            let op = EngineOp::AddConsumer { key, mid: mid.to_string(), kind, ssrc, rtx, clock_rate };
+            self.push_to(key.engine_worker(), CrossItem::Op(op));
+            return;
+        }
         let Some(e) = self.engines.get_mut(&key) else { return };
         e.tally.consumer_added(ssrc, rtx);
         match &mut e.media {
@@ -386,6 +505,11 @@ impl MediaHost {
     }
 
     pub fn remove_consumer(&mut self, now: Instant, key: TransportKey, mid: &str, ssrc: u32, out: &mut Outbox) {
+        if self.is_remote(key) {
+            let op = EngineOp::RemoveConsumer { key, mid: mid.to_string(), ssrc };
+            self.push_to(key.engine_worker(), CrossItem::Op(op));
+            return;
+        }
         let Some(e) = self.engines.get_mut(&key) else { return };
         e.tally.stream_removed(mid, Some(ssrc));
         match &mut e.media {
@@ -429,6 +553,11 @@ impl MediaHost {
         payload: Arc<[u8]>,
         out: &mut Outbox,
     ) -> bool {
+        if self.is_remote(key) {
+            let w = RemoteWrite { key, ssrc, pt, seq, ts, wallclock, marker, ext, payload };
+            self.push_to(key.engine_worker(), CrossItem::Write(w));
+            return true;
+        }
         let Some(e) = self.engines.get_mut(&key) else {
             return false;
         };
@@ -469,15 +598,111 @@ impl MediaHost {
         }
     }
 
-    /// Forget every engine of one owner (a room that failed).
+    /// Forget every engine of one of this worker's rooms (a room that failed), here and
+    /// on the other workers.
     pub fn close_owner(&mut self, owner: RoomSlot, out: &mut Outbox) {
-        let keys: Vec<TransportKey> = self.engines.iter().filter(|(_, e)| e.owner == owner).map(|(k, _)| *k).collect();
+        self.close_owner_of(self.worker, owner, out);
+        self.remote.retain(|_, v| v.owner != owner);
+        for w in 0..self.outgoing.len() {
+            if w != self.worker {
+                self.push_to(w, CrossItem::Op(EngineOp::CloseOwner { home: self.worker, slot: owner }));
+            }
+        }
+    }
+
+    /// Forget the engines here of room `owner` of worker `home`.
+    fn close_owner_of(&mut self, home: usize, owner: RoomSlot, out: &mut Outbox) {
+        let keys: Vec<TransportKey> = self
+            .engines
+            .iter()
+            .filter(|(k, e)| e.owner == owner && k.home_worker() == home)
+            .map(|(k, _)| *k)
+            .collect();
         for k in keys {
             self.close(k, out);
         }
     }
 
+    /// Apply an item another worker sent about an engine of this one (an operation of
+    /// its owner, or a packet for one of its consumers).
+    pub fn apply(&mut self, now: Instant, item: CrossItem, out: &mut Outbox) {
+        let op = match item {
+            CrossItem::Write(w) => {
+                if self.is_remote(w.key) {
+                    return; // not ours: a bug elsewhere, never a reason to loop
+                }
+                let RemoteWrite { key, ssrc, pt, seq, ts, wallclock, marker, ext, payload } = w;
+                self.write_rtp(now, key, ssrc, pt, seq, ts, wallclock, marker, ext, payload, out);
+                return;
+            }
+            CrossItem::Op(op) => op,
+            CrossItem::Events { .. } => return,
+        };
+        match op {
+            EngineOp::Create { key, slot, dir, caps, creds } if !self.is_remote(key) && !self.engines.contains_key(&key) => {
+                self.create(now, key, slot, dir, &caps, creds, out)
+            }
+            EngineOp::Create { .. } => {}
+            EngineOp::Close { key } if !self.is_remote(key) => self.close(key, out),
+            EngineOp::Close { .. } => {}
+            EngineOp::RestartIce { key, creds } if !self.is_remote(key) => {
+                self.restart_ice(now, key, creds, out);
+            }
+            EngineOp::RestartIce { .. } => {}
+            EngineOp::StartDtls { key, fp, active } if !self.is_remote(key) => {
+                let _ = self.start_dtls(now, key, fp, active, out);
+            }
+            EngineOp::StartDtls { .. } => {}
+            EngineOp::AddConsumer { key, mid, kind, ssrc, rtx, clock_rate } if !self.is_remote(key) => {
+                self.add_consumer(now, key, &mid, kind, ssrc, rtx, clock_rate, out)
+            }
+            EngineOp::AddConsumer { .. } => {}
+            EngineOp::RemoveConsumer { key, mid, ssrc } if !self.is_remote(key) => {
+                self.remove_consumer(now, key, &mid, ssrc, out)
+            }
+            EngineOp::RemoveConsumer { .. } => {}
+            EngineOp::CloseOwner { home, slot } => self.close_owner_of(home, slot, out),
+        }
+    }
+
+    /// Events of an engine whose owner is on another worker: sent there.
+    pub fn export_events(&mut self, key: TransportKey, slot: RoomSlot, evs: &mut Vec<MediaEvent>) {
+        let evs = std::mem::take(evs);
+        self.push_to(key.home_worker(), CrossItem::Events { slot, key, evs });
+    }
+
+    /// Events from an engine of this worker's room that runs on another worker: what
+    /// the owner's view of it learns (connected, statistics) before the room sees them.
+    pub fn observe(&mut self, key: TransportKey, evs: &[MediaEvent]) {
+        let Some(v) = self.remote.get_mut(&key) else { return };
+        for ev in evs {
+            match ev {
+                MediaEvent::Connected => v.connected = true,
+                MediaEvent::Dead(_) => v.connected = false,
+                MediaEvent::Snapshot(s) => v.stats = Some(s.clone()),
+                _ => {}
+            }
+        }
+    }
+
+    /// Items made for other workers since the last call: (worker, items in order).
+    pub fn take_outgoing(&mut self, mut f: impl FnMut(usize, Vec<CrossItem>)) {
+        for (w, q) in self.outgoing.iter_mut().enumerate() {
+            if !q.is_empty() {
+                f(w, std::mem::take(q));
+            }
+        }
+    }
+
+    /// Whether anything waits for another worker.
+    pub fn has_outgoing(&self) -> bool {
+        self.outgoing.iter().any(|q| !q.is_empty())
+    }
+
     pub fn is_connected(&self, key: TransportKey) -> bool {
+        if self.is_remote(key) {
+            return self.remote.get(&key).is_some_and(|v| v.connected);
+        }
         self.engines.get(&key).is_some_and(|e| match &e.media {
             Media::Rtc(m) => m.is_connected(),
             Media::Plain(p) => p.remote().is_some(),
@@ -485,6 +710,9 @@ impl MediaHost {
     }
 
     pub fn stats(&self, key: TransportKey) -> Option<TransportStats> {
+        if self.is_remote(key) {
+            return self.remote.get(&key).and_then(|v| v.stats.clone());
+        }
         self.engines.get(&key).map(|e| match &e.media {
             Media::Rtc(m) => m.stats(),
             Media::Plain(p) => p.stats(),

@@ -11,6 +11,7 @@ pub mod host;
 pub mod keyframe;
 pub mod packet;
 pub mod plain;
+pub mod remote;
 pub mod rewrite;
 mod rtcp;
 mod rtp_peek;
@@ -68,6 +69,9 @@ pub enum MediaEvent {
     RtxLearned { mid: String, main: u32, rtx: u32 },
     /// The transport can no longer carry media (failed, or silent too long).
     Dead(String),
+    /// The counters and states of an engine another worker runs, about once a second,
+    /// for its owner's statistics.
+    Snapshot(TransportStats),
 }
 
 /// A transport's counters and states, for `transportStats`.

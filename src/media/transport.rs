@@ -99,11 +99,18 @@ pub struct TransportMedia {
 impl TransportMedia {
     /// A new transport. Receive transports build their `Rtc` now (room ids and PTs);
     /// send transports wait for the first producer.
-    pub fn new(now: Instant, env: &Arc<MediaEnv>, dir: Direction, caps: &RoomCaps, out: &mut Outbox) -> TransportMedia {
+    pub fn new(
+        now: Instant,
+        env: &Arc<MediaEnv>,
+        dir: Direction,
+        caps: &RoomCaps,
+        creds: IceCreds,
+        out: &mut Outbox,
+    ) -> TransportMedia {
         let mut t = TransportMedia {
             env: env.clone(),
             dir,
-            creds: IceCreds::new(),
+            creds,
             rtc: None,
             early: VecDeque::new(),
             early_dtls: VecDeque::new(),
@@ -283,8 +290,8 @@ impl TransportMedia {
 
     /// New local ICE credentials (`restartTransport`); the browser's new ufrag is
     /// learnt from its next authenticated request.
-    pub fn restart_ice(&mut self, now: Instant, out: &mut Outbox) {
-        self.creds = IceCreds::new();
+    pub fn restart_ice(&mut self, now: Instant, creds: IceCreds, out: &mut Outbox) {
+        self.creds = creds;
         let creds = self.creds.clone();
         self.with_rtc(now, out, |rtc| {
             rtc.direct_api().set_local_ice_credentials(creds);

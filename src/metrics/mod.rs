@@ -196,6 +196,8 @@ pub struct LoopStats {
     pub latency_sum_ns: u64,
     /// Share of the last completed window (about a second) spent busy, 0..=1.
     pub busy_ratio: f64,
+    /// Packets for consumers on another worker dropped because its inbox was full.
+    pub cross_dropped: u64,
 }
 
 impl Default for LoopStats {
@@ -208,6 +210,7 @@ impl Default for LoopStats {
             latency: [0; BUCKETS],
             latency_sum_ns: 0,
             busy_ratio: 0.0,
+            cross_dropped: 0,
         }
     }
 }
@@ -228,7 +231,7 @@ impl LoopStats {
         self.latency_sum_ns = self.latency_sum_ns.saturating_add(d.as_nanos() as u64);
     }
 
-    const WORDS: usize = 4 + 4 + 2 + BUCKETS + 2;
+    const WORDS: usize = 4 + 4 + 2 + BUCKETS + 3;
 
     fn to_array(self) -> [u64; Self::WORDS] {
         let mut a = [0; Self::WORDS];
@@ -248,6 +251,7 @@ impl LoopStats {
         }
         put(self.latency_sum_ns);
         put(self.busy_ratio.to_bits());
+        put(self.cross_dropped);
         a
     }
 
@@ -265,6 +269,7 @@ impl LoopStats {
         }
         s.latency_sum_ns = next();
         s.busy_ratio = f64::from_bits(next());
+        s.cross_dropped = next();
         s
     }
 }
@@ -366,6 +371,11 @@ impl LoopMeter {
     /// An input batch read at `read_at` has been handled and its output sent.
     pub fn batch_done(&mut self, read_at: Instant) {
         self.stats.record_latency(read_at.elapsed());
+    }
+
+    /// Packets for another worker's consumers were dropped (its inbox was full).
+    pub fn cross_dropped(&mut self, n: usize) {
+        self.stats.cross_dropped += n as u64;
     }
 
     /// A command ran (rooms, peers, transports may have changed).

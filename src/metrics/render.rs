@@ -115,6 +115,10 @@ pub fn render(workers: &[WorkerSnapshot], srv: &ServerFigures) -> String {
         e.histogram("sfu_worker_batch_latency_seconds", &[("worker", id)], &LATENCY_BOUNDS, &w.meter.latency, w.meter.latency_sum_ns as f64 / 1e9);
     }
 
+    e.family("sfu_worker_handoff_dropped_total", Kind::Counter, "Packets this worker did not hand to consumers on another worker because that worker's inbox held 4096 messages (it could not keep up).");
+    for (w, id) in workers.iter().zip(&ids) {
+        e.sample("sfu_worker_handoff_dropped_total", &[("worker", id)], Value::Int(w.meter.cross_dropped));
+    }
     e.simple("sfu_log_records_dropped_total", Kind::Counter, "Log records dropped because 1024 were already waiting for the notifier thread.", &one(Value::Int(srv.log_records_dropped)));
     e.simple("sfu_notifier_queue_messages", Kind::Gauge, "Events and log records waiting for the notifier thread (a slow host callback makes it grow).", &one(Value::Int(srv.notifier_queue)));
     e.finish()

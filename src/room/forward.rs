@@ -59,8 +59,10 @@ impl Room {
                 }
             }
             MediaEvent::RtxLearned { mid, main, rtx } => self.rtx_learned(tkey, &mid, main, rtx),
-            // Routing is the host's; RTP and death are handled by the caller.
+            // Routing is the media host's; RTP and death are handled by the caller.
             MediaEvent::RemoteAddr(..) | MediaEvent::Rtp(_) | MediaEvent::Dead(_) => {}
+            // The media host keeps it (its view of an engine on another worker).
+            MediaEvent::Snapshot(_) => {}
         }
     }
 

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use serde_json::{json, Value};
 use str0m::config::Fingerprint;
+use str0m::IceCreds;
 
 use super::stats::StatsTimer;
 use super::{forward, Consumer, Cx, Peer, Producer, Room, RoomTimer, Transport};
@@ -167,16 +168,22 @@ impl Room {
         }
         let (dtls_parameters, direction) = c.dtls_and_direction.get()?;
         let options = c.options.get()?;
-        let candidates = candidates(&cx.media.env().candidates, options);
-        if candidates.is_empty() {
+        if candidates(&cx.media.env().candidates, options).is_empty() {
             return Err("no candidate for these transport options (TCP is disabled on this server)".into());
         }
         let remote = match &dtls_parameters {
             Some(d) => Some((remote_fingerprint(d)?, our_dtls_active(d)?)),
             None => None,
         };
-        let key = cx.keys.transport();
-        let ice = cx.media.create(cx.now, key, self.slot, direction, &self.caps, cx.out);
+        // A receive transport runs on the least loaded worker, a send transport on the
+        // room's own (docs/ARCHITECTURE.md, "A room on several workers").
+        let key = match direction {
+            Direction::Recv => cx.keys.transport_on(cx.media.place_recv()),
+            Direction::Send => cx.keys.transport(),
+        };
+        let candidates = candidates(&cx.media.env_of(key.engine_worker()).candidates, options);
+        let ice = IceCreds::new();
+        cx.media.create(cx.now, key, self.slot, direction, &self.caps, ice.clone(), cx.out);
         let mut role = "auto";
         let dtls_applied = remote.is_some();
         if let Some((fp, active)) = remote {
@@ -202,7 +209,7 @@ impl Room {
             p.last_recv_transport = Some(key);
         }
         Ok(json!({
-            "iceParameters": { "usernameFragment": ice.ufrag, "password": ice.password, "iceLite": true },
+            "iceParameters": { "usernameFragment": ice.ufrag, "password": ice.pass, "iceLite": true },
             "iceCandidates": candidates,
             "dtlsParameters": {
                 "role": role,
@@ -259,8 +266,11 @@ impl Room {
 
     pub(super) fn restart_transport(&mut self, cx: &mut Cx, peer: &PeerName, id: TransportId) -> ReqResult<Value> {
         let key = self.transport_key(peer, id)?;
-        let ice = cx.media.restart_ice(cx.now, key, cx.out).ok_or("transport not found")?;
-        Ok(json!({ "iceParameters": { "usernameFragment": ice.ufrag, "password": ice.password, "iceLite": true } }))
+        let ice = IceCreds::new();
+        if !cx.media.restart_ice(cx.now, key, ice.clone(), cx.out) {
+            return Err("transport not found".into());
+        }
+        Ok(json!({ "iceParameters": { "usernameFragment": ice.ufrag, "password": ice.pass, "iceLite": true } }))
     }
 
     pub(super) fn update_transport(

@@ -147,7 +147,7 @@ pub const KEYFRAME_THROTTLE: Duration = Duration::from_secs(1);
 pub struct Room {
     id: Arc<str>,
     slot: RoomSlot,
-    caps: RoomCaps,
+    caps: Arc<RoomCaps>,
     settings: RoomSettings,
     /// By join order (a counter), and the names to it.
     peers: BTreeMap<u64, Peer>,
@@ -181,7 +181,7 @@ impl Room {
         Room {
             id: Arc::from(id),
             slot,
-            caps,
+            caps: Arc::new(caps),
             settings,
             peers: BTreeMap::new(),
             peer_index: HashMap::new(),
@@ -612,6 +612,12 @@ impl Room {
 
     /// Events of one of this room's engines.
     pub fn handle_media(&mut self, cx: &mut Cx, tkey: TransportKey, evs: &mut Vec<MediaEvent>) {
+        if !self.transports.contains_key(&tkey) {
+            // A closed transport's last events (from another worker, they may still be
+            // on their way), or a slot's previous room's: not this room's business.
+            evs.clear();
+            return;
+        }
         let mut dead: Option<String> = None;
         for ev in evs.drain(..) {
             match ev {

@@ -23,6 +23,7 @@ use serde_json::json;
 use crate::config::LogLevel;
 use crate::error::SfuError;
 use crate::ids::{KeyGen, RoomSlot};
+use crate::media::remote::{CrossItem, Spread};
 use crate::media::{MediaEnv, MediaEvent, MediaHost};
 use crate::metrics::{Counters, Ctr, Gauges};
 use crate::ortc::RoomCaps;
@@ -59,6 +60,8 @@ const MAX_TIMEOUTS_PER_CALL: usize = 100_000;
 
 /// One worker's rooms and engines.
 pub struct WorkerCore {
+    /// This worker's index.
+    worker: usize,
     settings: RoomSettings,
     media: MediaHost,
     keys: KeyGen,
@@ -74,10 +77,20 @@ pub struct WorkerCore {
 }
 
 impl WorkerCore {
+    /// A core whose rooms keep every transport on this worker.
     pub fn new(worker: usize, env: Arc<MediaEnv>, settings: RoomSettings) -> WorkerCore {
+        WorkerCore::with_spread(worker, env, None, settings)
+    }
+
+    /// A core whose rooms may place receive transports on every worker of `spread`
+    /// (docs/ARCHITECTURE.md, "A room on several workers"): what it asks of the other
+    /// workers comes out as [`Output::Cross`], what they send goes to
+    /// [`WorkerCore::handle_cross`].
+    pub fn with_spread(worker: usize, env: Arc<MediaEnv>, spread: Option<Arc<Spread>>, settings: RoomSettings) -> WorkerCore {
         WorkerCore {
+            worker,
             settings,
-            media: MediaHost::new(env),
+            media: MediaHost::new(worker, env, spread),
             keys: KeyGen::new(worker),
             rooms: Vec::new(),
             by_id: HashMap::new(),
@@ -113,14 +126,49 @@ impl WorkerCore {
         g
     }
 
-    /// The next output, in production order.
+    /// The next output, in production order. What waits for other workers is handed
+    /// out once the rest is, one batch per worker.
     pub fn poll_output(&mut self) -> Option<Output> {
+        if let Some(o) = self.out.pop() {
+            return Some(o);
+        }
+        if self.media.has_outgoing() {
+            let out = &mut self.out;
+            self.media.take_outgoing(|worker, items| out.push(Output::Cross { worker, items }));
+        }
         self.out.pop()
     }
 
-    /// Outputs waiting.
+    /// Outputs waiting (a batch for other workers counts as one).
     pub fn pending_outputs(&self) -> usize {
-        self.out.len()
+        self.out.len() + usize::from(self.media.has_outgoing())
+    }
+
+    /// Items from another worker, in the order it made them: operations and packets for
+    /// the engines this worker runs, events of engines elsewhere for this worker's rooms.
+    pub fn handle_cross(&mut self, now: Instant, items: Vec<CrossItem>) {
+        for item in items {
+            match item {
+                CrossItem::Events { slot, key, mut evs } => {
+                    self.media.observe(key, &evs);
+                    self.with_room(slot, now, |r, cx| r.handle_media(cx, key, &mut evs));
+                }
+                other => self.media.apply(now, other, &mut self.out),
+            }
+        }
+        if self.media.pending_writes() >= MAX_PENDING_WRITES {
+            self.drive_engines(now);
+        }
+    }
+
+    /// Hand an engine's events to its room: here, or on the room's worker.
+    fn to_room(&mut self, now: Instant, key: crate::ids::TransportKey, slot: RoomSlot, evs: &mut Vec<MediaEvent>) {
+        if key.home_worker() == self.worker {
+            self.with_room(slot, now, |r, cx| r.handle_media(cx, key, evs));
+            evs.clear();
+        } else {
+            self.media.export_events(key, slot, evs);
+        }
     }
 
     /// When `handle_timeout` is next due (`now` if it is due already).
@@ -267,8 +315,7 @@ impl WorkerCore {
         let mut evs = std::mem::take(&mut self.evs);
         self.media.receive(now, tk, proto, src, data, &mut self.out, &mut evs);
         if !evs.is_empty() {
-            self.with_room(slot, now, |r, cx| r.handle_media(cx, tk, &mut evs));
-            evs.clear();
+            self.to_room(now, tk, slot, &mut evs);
         }
         self.evs = evs;
         if self.media.pending_writes() >= MAX_PENDING_WRITES {
@@ -293,8 +340,7 @@ impl WorkerCore {
             let Some((tk, slot)) = self.media.pop_due(now) else { break };
             self.media.drive(now, tk, &mut self.out, &mut evs);
             if !evs.is_empty() {
-                self.with_room(slot, now, |r, cx| r.handle_media(cx, tk, &mut evs));
-                evs.clear();
+                self.to_room(now, tk, slot, &mut evs);
             }
         }
         self.evs = evs;

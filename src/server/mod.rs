@@ -2,8 +2,9 @@
 //! that calls the host back. Every thread is started and joined here.
 //!
 //! Threading contract (copied into the C header):
-//! * A room lives on one worker. All messages of a room are processed in order on
-//!   that worker, and everything it produces goes, in order, through one channel to
+//! * A room's state lives on one worker. All messages of a room are processed in order on
+//!   that worker (the engines of its receive transports may run on other workers:
+//!   docs/ARCHITECTURE.md, "A room on several workers"), and everything it produces goes, in order, through one channel to
 //!   the notifier thread, which calls the host's callback. So callbacks never run
 //!   concurrently and arrive per peer in production order.
 //! * Calls from the host only validate, copy and enqueue (request/notify) or
@@ -24,6 +25,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::config::ServerConfig;
 use crate::error::SfuError;
 use crate::log::{LogRecord, LogSink, MAX_QUEUED_RECORDS};
+use crate::media::remote::Spread;
 use crate::media::{cert, AnnouncedCandidate, MediaEnv};
 use crate::metrics::{self, WorkerMetrics};
 use crate::ortc::RoomCaps;
@@ -139,9 +141,6 @@ impl Server {
                 fingerprint: fingerprint.clone(),
                 transport_timeout: std::time::Duration::from_secs_f64(cfg.transport_timeout_secs),
             });
-            let settings = RoomSettings { limits: cfg.limits, max_message_size: cfg.max_message_size };
-            let mut core = WorkerCore::new(i, env, settings);
-            core.set_log_level(cfg.log_level);
             let wm = Arc::new(WorkerMetrics::default());
             worker_metrics.push(wm.clone());
             let (tx, rx) = unbounded::<WorkerMsg>();
@@ -153,8 +152,21 @@ impl Server {
                 waker: waker.clone(),
             });
             let sockets = worker::Sockets { udp: sock, tcp, tcp_limits: cfg.tcp };
-            starts.push((i, sockets, core, rx, waker, wm));
+            starts.push((i, sockets, env, rx, waker, wm));
         }
+        // Rooms spread their receive transports over every worker (docs/ARCHITECTURE.md,
+        // "A room on several workers").
+        let spread = (cfg.num_workers > 1 && cfg.spread_rooms)
+            .then(|| Arc::new(Spread::new(starts.iter().map(|s| s.2.clone()).collect())));
+        let settings = RoomSettings { limits: cfg.limits, max_message_size: cfg.max_message_size };
+        let starts: Vec<_> = starts
+            .into_iter()
+            .map(|(i, sockets, env, rx, waker, wm)| {
+                let mut core = WorkerCore::with_spread(i, env, spread.clone(), settings);
+                core.set_log_level(cfg.log_level);
+                (i, sockets, core, rx, waker, wm)
+            })
+            .collect();
         let inner = Arc::new(Inner {
             cfg,
             workers,

@@ -16,6 +16,7 @@ use super::Inner;
 use crate::config::{LogLevel, TcpLimits};
 use crate::error::SfuError;
 use crate::log::LogRecord;
+use crate::media::remote::{self, CrossItem};
 use crate::metrics::{LoopMeter, WorkerMetrics};
 use crate::net::poll::{Poller, Ready};
 use crate::net::socket::{self, SendBatch, Waker};
@@ -27,6 +28,8 @@ use crate::protocol;
 pub(crate) enum WorkerMsg {
     /// A core command; the reply (if any) gets the core's result.
     Core(Command, Option<Sender<CommandResult>>),
+    /// Items from another worker (`media/remote.rs`).
+    Cross(Vec<CrossItem>),
     Shutdown,
 }
 
@@ -54,6 +57,13 @@ const TOKEN_UDP: u64 = 0;
 const TOKEN_WAKER: u64 = 1;
 const TOKEN_LISTENER: u64 = 2;
 const FIRST_CONN_TOKEN: u64 = 16;
+/// Messages (commands, items from other workers) handled per loop iteration at most,
+/// so a busy neighbour cannot keep a worker from its socket and timers.
+const MAX_MESSAGES_PER_ITERATION: usize = 256;
+/// Messages waiting in a worker's inbox above which packets for it are dropped (its
+/// engines' operations and events still go): a worker that cannot keep up loses media,
+/// as a full socket would, instead of growing a queue without bound.
+const MAX_INBOX_BACKLOG: usize = 4096;
 /// How often TCP connections are checked against their deadlines.
 const TCP_SWEEP: Duration = Duration::from_secs(1);
 
@@ -108,8 +118,20 @@ pub(crate) fn run(
         // 1. Commands.
         waker.clear();
         let mut shutdown = false;
-        while let Ok(m) = rx.try_recv() {
+        for n in 0.. {
+            if n == MAX_MESSAGES_PER_ITERATION {
+                // More are waiting: come back to them right after this iteration.
+                waker.wake();
+                break;
+            }
+            let Ok(m) = rx.try_recv() else { break };
             match m {
+                WorkerMsg::Cross(items) => {
+                    core.handle_cross(Instant::now(), items);
+                    if core.pending_outputs() >= MAX_QUEUED_OUTPUTS {
+                        io.deliver(&mut core);
+                    }
+                }
                 WorkerMsg::Shutdown => {
                     shutdown = true;
                     break;
@@ -220,6 +242,17 @@ impl Io {
                 }
                 Output::RoomFailed(id) => self.inner.forget_room(&id),
                 Output::Log(r) => self.inner.log_record(r),
+                Output::Cross { worker, mut items } => {
+                    let Some(to) = self.inner.workers.get(worker) else { continue };
+                    if to.tx.len() >= MAX_INBOX_BACKLOG {
+                        let n = remote::drop_writes(&mut items);
+                        self.meter.cross_dropped(n);
+                        if items.is_empty() {
+                            continue;
+                        }
+                    }
+                    to.send(WorkerMsg::Cross(items));
+                }
             }
         }
         if !self.batch.is_empty() {

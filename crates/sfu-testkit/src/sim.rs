@@ -165,6 +165,7 @@ impl CoreSim {
                 }
                 Output::RoomFailed(id) => panic!("room {id} failed (a panic inside the library)"),
                 Output::Log(_) => {}
+                Output::Cross { worker, .. } => panic!("a lone core sent items to worker {worker}"),
             }
         }
         responses
