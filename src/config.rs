@@ -49,6 +49,9 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// `enableTcp`: each worker also listens on TCP (ICE-TCP, passive candidates).
     pub enable_tcp: bool,
+    /// Bandwidth adaptation (`enableBwe`, `initialAvailableOutgoingBitrate`,
+    /// `minProducerBitrate`).
+    pub adapt: Adaptation,
     /// `spreadRooms` (default true): with several workers, a room's receive transports
     /// run on the least loaded worker, so one room's fan-out uses every core; false
     /// keeps each room's transports on its own worker.
@@ -86,6 +89,28 @@ impl Default for TcpLimits {
             idle_timeout: Duration::from_secs(60),
             send_buffer: 256 * 1024,
         }
+    }
+}
+
+/// Bandwidth adaptation per consumer (docs/ARCHITECTURE.md, "Bandwidth adaptation").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Adaptation {
+    /// `enableBwe` (default true): estimate each receive transport's link from the
+    /// browser's transport-cc feedback and choose its consumers' layers by it; false
+    /// forwards by the preferred profile alone, as a LAN deployment may want.
+    pub enable_bwe: bool,
+    /// `initialAvailableOutgoingBitrate` (bits per second, default 600000): the estimate a
+    /// receive transport starts from.
+    pub initial_outgoing_bitrate: u64,
+    /// `minProducerBitrate` (bits per second, default 150000): the lowest rate a
+    /// single-layer producer is asked (REMB) to come down to for a slow consumer; a
+    /// consumer whose share is below it gets no video instead of dragging the room down.
+    pub min_producer_bitrate: u64,
+}
+
+impl Default for Adaptation {
+    fn default() -> Self {
+        Adaptation { enable_bwe: true, initial_outgoing_bitrate: 600_000, min_producer_bitrate: 150_000 }
     }
 }
 
@@ -138,6 +163,7 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             enable_tcp: true,
             spread_rooms: true,
+            adapt: Adaptation::default(),
             tcp: TcpLimits::default(),
         }
     }
@@ -263,6 +289,9 @@ impl ServerConfig {
                     cfg.limits.plain_rtp_comedia = val.as_bool().ok_or_else(|| bad(k, "must be a boolean"))?
                 }
                 "enableTcp" => cfg.enable_tcp = val.as_bool().ok_or_else(|| bad(k, "must be a boolean"))?,
+                "enableBwe" => cfg.adapt.enable_bwe = val.as_bool().ok_or_else(|| bad(k, "must be a boolean"))?,
+                "initialAvailableOutgoingBitrate" => cfg.adapt.initial_outgoing_bitrate = uint(val, k, 30_000, 100_000_000)?,
+                "minProducerBitrate" => cfg.adapt.min_producer_bitrate = uint(val, k, 10_000, 100_000_000)?,
                 "spreadRooms" => cfg.spread_rooms = val.as_bool().ok_or_else(|| bad(k, "must be a boolean"))?,
                 "tcpMaxConnections" => cfg.tcp.max_connections = uint(val, k, 1, 1_000_000)? as usize,
                 "tcpMaxUnauthenticated" => cfg.tcp.max_unauthenticated = uint(val, k, 1, 1_000_000)? as usize,

@@ -28,7 +28,8 @@ fn index_of(p: &[u8]) -> u64 {
 }
 
 struct Fx {
-    h: Harness,
+    /// Keeps the server running for the peers.
+    _h: Harness,
     alice: BrowserTransport,
     bob: BrowserTransport,
     /// bob's consumer: (ssrc, rtx ssrc)
@@ -61,7 +62,7 @@ impl Fx {
         let ssrc = bob.add_recv_stream_from_consumer(&nc).unwrap();
         let rtx = nc.pointer("/rtpParameters/encodings/0/rtx/ssrc").unwrap().as_u64().unwrap() as u32;
         h.request(R, "bob", json!({"method": "enableConsumer", "id": nc["id"], "transportId": 2, "paused": false})).unwrap();
-        let mut fx = Fx { h, alice, bob, cons: (ssrc, rtx), next: 1 };
+        let mut fx = Fx { _h: h, alice, bob, cons: (ssrc, rtx), next: 1 };
         assert!(fx.wait(Duration::from_secs(15), |fx| fx.alice.is_connected() && fx.bob.is_connected()));
         // A first keyframe, and the keyframe requests of the start (bob's transport
         // connecting, throttled ones after it) out of the way.

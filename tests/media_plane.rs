@@ -136,7 +136,7 @@ fn media_flows_intact_to_every_consumer_with_its_ssrc_pt_and_continuous_seq() {
     for r in &rs {
         for (kind, pt) in [("audio", 100u8), ("video", 101u8)] {
             let got = received(r, kind);
-            assert_eq!(got.len(), 60, "{} got every {kind} packet", r.name);
+            assert_eq!(got.len(), 60, "{} got every {kind} packet: {:?}", r.name, got.iter().map(|g| g.0).collect::<Vec<_>>());
             let c = r.consumers.iter().find(|c| c.4 == kind).unwrap();
             for (i, (seq, gpt, payload, ssrc)) in got.iter().enumerate() {
                 assert_eq!(*ssrc, c.1, "consumer's announced SSRC");

@@ -139,7 +139,8 @@ impl MediaHost {
         }
     }
 
-    fn is_remote(&self, key: TransportKey) -> bool {
+    /// Whether `key`'s engine runs on another worker.
+    pub fn is_remote(&self, key: TransportKey) -> bool {
         key.engine_worker() != self.worker
     }
 
@@ -268,6 +269,7 @@ impl MediaHost {
         }
         if let Some(e) = self.engines.get_mut(&key) {
             e.tally.account(&mut self.counters, &evs[first..], out, out_first);
+            fill_resend(now, &mut e.tally, &mut evs[first..]);
         }
         self.snapshot_if_due(now, key, evs, first);
         self.reschedule(now, key);
@@ -317,6 +319,7 @@ impl MediaHost {
             Media::Plain(p) => p.handle_timeout(now, out, evs),
         }
         e.tally.account(&mut self.counters, &evs[first..], out, out_first);
+        fill_resend(now, &mut e.tally, &mut evs[first..]);
         self.snapshot_if_due(now, key, evs, first);
         self.reschedule(now, key);
     }
@@ -535,6 +538,29 @@ impl MediaHost {
         self.reschedule(now, key);
     }
 
+    /// Ask a producer's browser to send one of its streams at most `bps` (REMB).
+    pub fn request_remb(&mut self, now: Instant, key: TransportKey, ssrc: u32, bps: u64, out: &mut Outbox) {
+        // A plain transport has no such feedback: nothing to ask.
+        self.with_rtc(now, key, |m| m.request_remb(now, ssrc, bps, out));
+    }
+
+    /// Ask the worker of a remote engine for its statistics now (they come back as a
+    /// `Snapshot` event to the room).
+    pub fn request_snapshot(&mut self, key: TransportKey) {
+        if self.is_remote(key) && self.remote.contains_key(&key) {
+            self.push_to(key.engine_worker(), CrossItem::Op(EngineOp::Snapshot { key }));
+        }
+    }
+
+    /// What a receive transport's estimator keeps up and probes for (bits per second).
+    pub fn set_bitrate(&mut self, now: Instant, key: TransportKey, minimum: u64, desired: u64, out: &mut Outbox) {
+        if self.is_remote(key) {
+            self.push_to(key.engine_worker(), CrossItem::Op(EngineOp::SetBitrate { key, minimum, desired }));
+            return;
+        }
+        self.with_rtc(now, key, |m| m.set_bitrate(now, minimum, desired, out));
+    }
+
     /// Queue one RTP packet on a consumer's stream. A WebRTC engine is driven (and the
     /// packet sent) at the next timeout handling, once for all packets written to it until
     /// then; a plain transport sends it at once.
@@ -661,6 +687,17 @@ impl MediaHost {
                 self.remove_consumer(now, key, &mid, ssrc, out)
             }
             EngineOp::RemoveConsumer { .. } => {}
+            EngineOp::SetBitrate { key, minimum, desired } if !self.is_remote(key) => {
+                self.set_bitrate(now, key, minimum, desired, out)
+            }
+            EngineOp::SetBitrate { .. } => {}
+            EngineOp::Snapshot { key } => {
+                let (Some(st), Some(e)) = (self.stats(key), self.engines.get(&key)) else { return };
+                if key.home_worker() != self.worker {
+                    let slot = e.owner;
+                    self.push_to(key.home_worker(), CrossItem::Events { slot, key, evs: vec![MediaEvent::Snapshot(st)] });
+                }
+            }
             EngineOp::CloseOwner { home, slot } => self.close_owner_of(home, slot, out),
         }
     }
@@ -745,5 +782,14 @@ impl MediaHost {
     /// Number of engines, and of (ufrag, address) routes.
     pub fn counts(&self) -> (usize, (usize, usize)) {
         (self.engines.len(), self.routes.len())
+    }
+}
+
+/// Give each estimate of this call the engine's current resend rate.
+fn fill_resend(now: Instant, tally: &mut Tally, evs: &mut [MediaEvent]) {
+    for ev in evs {
+        if let MediaEvent::Bwe { resend_bps, .. } = ev {
+            *resend_bps = tally.resend_bps(now);
+        }
     }
 }

@@ -49,6 +49,9 @@ pub struct MediaEnv {
     /// sha-256 fingerprint of `cert`, upper-case hex with colons.
     pub fingerprint: String,
     pub transport_timeout: Duration,
+    /// Bandwidth estimation on receive transports (transport-cc feedback), starting
+    /// from this many bits per second; `None`: off (`enableBwe`).
+    pub bwe_initial: Option<u64>,
 }
 
 /// What a transport reports to its room.
@@ -72,6 +75,19 @@ pub enum MediaEvent {
     /// The counters and states of an engine another worker runs, about once a second,
     /// for its owner's statistics.
     Snapshot(TransportStats),
+    /// What the link toward a receive transport's browser carries, in bits per second
+    /// (docs/ARCHITECTURE.md, "Bandwidth adaptation"), and what the engine resent on it
+    /// lately (NACK answers count against the estimate).
+    Bwe { estimate: u64, source: BweSource, resend_bps: u64 },
+}
+
+/// Where an estimate comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BweSource {
+    /// str0m's send-side estimator fed by the browser's transport-cc feedback.
+    Twcc,
+    /// The browser's own REMB (receivers without transport-cc).
+    Remb,
 }
 
 /// A transport's counters and states, for `transportStats`.

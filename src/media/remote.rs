@@ -72,6 +72,10 @@ pub enum EngineOp {
     StartDtls { key: TransportKey, fp: Fingerprint, active: bool },
     AddConsumer { key: TransportKey, mid: String, kind: Kind, ssrc: u32, rtx: Option<u32>, clock_rate: u32 },
     RemoveConsumer { key: TransportKey, mid: String, ssrc: u32 },
+    /// Send the owner a `Snapshot` of the engine's statistics now (for `transportStats`).
+    Snapshot { key: TransportKey },
+    /// What the engine's bandwidth estimator keeps up and probes for (bits per second).
+    SetBitrate { key: TransportKey, minimum: u64, desired: u64 },
     /// Every engine of a room (worker `home`, slot `slot`) that failed.
     CloseOwner { home: usize, slot: RoomSlot },
 }
@@ -129,6 +133,7 @@ mod tests {
                     fingerprint: cert::fingerprint(&c),
                     cert: c.clone(),
                     transport_timeout: std::time::Duration::from_secs(30),
+                    bwe_initial: None,
                 })
             })
             .collect();

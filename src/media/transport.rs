@@ -24,10 +24,11 @@ use str0m::config::Fingerprint;
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
 use str0m::net::{Protocol, Receive, TcpType};
 use str0m::rtp::{ExtensionMap, ExtensionValues, RtpWrite, SeqNo, Ssrc};
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcConfig};
 
 use super::codec_table::{room_codec_config, room_ext_map, send_codec_config};
-use super::{rtp_peek, MediaEnv, MediaEvent, TransportStats};
+use super::{rtp_peek, BweSource, MediaEnv, MediaEvent, TransportStats};
 use crate::net::stun;
 use crate::ortc::{Kind, ProducerMapping, RoomCaps};
 use crate::output::{Outbox, Proto, Transmit};
@@ -150,6 +151,11 @@ impl TransportMedia {
             .set_local_ice_credentials(self.creds.clone())
             .set_extension_map(exts)
             .set_stats_interval(Some(Duration::from_secs(1)));
+        if self.dir == Direction::Recv {
+            if let Some(bps) = self.env.bwe_initial {
+                cfg = cfg.enable_bwe(Some(Bitrate::bps(bps)));
+            }
+        }
         *cfg.codec_config() = codecs;
         let mut rtc = cfg.build(now);
         if let Ok(c) = Candidate::host(self.env.ice_addr, "udp") {
@@ -250,6 +256,15 @@ impl TransportMedia {
                     }
                     Event::RtpPacket(p) => evs.push(MediaEvent::Rtp(p.into())),
                     Event::KeyframeRequest(k) => evs.push(MediaEvent::KeyframeRequest { mid: k.mid, kind: k.kind }),
+                    Event::EgressBitrateEstimate(k) => {
+                        let (estimate, source) = match k {
+                            BweKind::Twcc { estimate, .. } => (estimate, BweSource::Twcc),
+                            BweKind::Remb { estimate, .. } => (estimate, BweSource::Remb),
+                            _ => continue,
+                        };
+                        self.bwe_bps = Some(estimate.as_u64());
+                        evs.push(MediaEvent::Bwe { estimate: estimate.as_u64(), source, resend_bps: 0 });
+                    }
                     Event::MediaIngressStats(s) => evs.push(MediaEvent::Ingress(s)),
                     Event::MediaEgressStats(s) => evs.push(MediaEvent::Egress(s)),
                     Event::PeerStats(s) => {
@@ -431,6 +446,28 @@ impl TransportMedia {
             if let Some(rx) = rtc.direct_api().stream_rx(&Ssrc::from(ssrc)) {
                 rx.request_keyframe(kind);
             }
+            Ok(())
+        });
+    }
+
+    /// Ask the browser to send a producer's stream at most `bps` (REMB).
+    pub fn request_remb(&mut self, now: Instant, ssrc: u32, bps: u64, out: &mut Outbox) {
+        self.with_rtc(now, out, |rtc| {
+            if let Some(rx) = rtc.direct_api().stream_rx(&Ssrc::from(ssrc)) {
+                rx.request_remb(Bitrate::bps(bps));
+            }
+            Ok(())
+        });
+    }
+
+    /// What the estimator should keep sending (`minimum`, padding fills the gap) and
+    /// probe for (`desired`), in bits per second (receive transports with BWE only).
+    pub fn set_bitrate(&mut self, now: Instant, minimum: u64, desired: u64, out: &mut Outbox) {
+        if self.dir != Direction::Recv || self.env.bwe_initial.is_none() {
+            return;
+        }
+        self.with_rtc(now, out, |rtc| {
+            rtc.bwe().set_bitrate(Bitrate::bps(minimum), Bitrate::bps(desired));
             Ok(())
         });
     }

@@ -51,6 +51,9 @@ impl Room {
                 }
             }
             MediaEvent::Egress(s) => {
+                if let Some(loss) = s.loss {
+                    self.on_loss(tkey, loss);
+                }
                 if let Some(c) = consumer_id_of_mid(&s.mid).and_then(|id| self.consumers.get_mut(&id)) {
                     c.counters.nacks = s.nacks;
                     c.counters.loss = s.loss;
@@ -61,8 +64,14 @@ impl Room {
             MediaEvent::RtxLearned { mid, main, rtx } => self.rtx_learned(tkey, &mid, main, rtx),
             // Routing is the media host's; RTP and death are handled by the caller.
             MediaEvent::RemoteAddr(..) | MediaEvent::Rtp(_) | MediaEvent::Dead(_) => {}
-            // The media host keeps it (its view of an engine on another worker).
-            MediaEvent::Snapshot(_) => {}
+            // The media host keeps it (its view of an engine on another worker); a
+            // `transportStats` waiting for it goes out now.
+            MediaEvent::Snapshot(_) => {
+                if self.transports.get(&tkey).is_some_and(|t| t.stats_waiting) {
+                    self.emit_transport_stats(cx, tkey);
+                }
+            }
+            MediaEvent::Bwe { estimate, source, resend_bps } => self.on_estimate(cx, tkey, estimate, source, resend_bps),
         }
     }
 
@@ -193,6 +202,9 @@ impl Room {
         let Some(codec) = caps.codec_by_pt(room_pt) else {
             return;
         };
+        if !is_rtx && !pkt.payload.is_empty() {
+            p.meter.packet(layer, pkt.payload.len(), cx.now);
+        }
         if let Some(level) = pkt.ext.audio_level {
             // RFC 6464: -dBov, read by str0m as a negative level (silence is -127).
             p.levels.add(level);
@@ -209,21 +221,31 @@ impl Room {
         ext.mid = None;
         ext.rid = None;
         ext.rid_repair = None;
+        let mut switched: Vec<ConsumerId> = Vec::new();
         for cid in &p.consumers {
             let Some(c) = consumers.get_mut(cid) else {
                 continue;
             };
             let Some(ctk) = c.transport else { continue };
-            if c.remote_paused || !c.params.media_pts.contains(&room_pt) {
+            if c.remote_paused || c.choice.stopped || !c.params.media_pts.contains(&room_pt) {
                 continue;
             }
             if simulcast {
-                let want = c.effective_profile.as_deref();
-                let is_target = layer_profile == want
-                    || (want == Some(Profile::Default.as_str()) && c.fwd.layer.is_none());
+                // The layer bandwidth chose (adapt.rs); before the first decision, the
+                // one the preferred profile names.
+                let is_target = match c.choice.target {
+                    Some(t) => t == layer,
+                    None => {
+                        let want = c.effective_profile.as_deref();
+                        layer_profile == want || (want == Some(Profile::Default.as_str()) && c.fwd.layer.is_none())
+                    }
+                };
                 match c.fwd.layer {
                     Some(l) if l == layer => {}
                     _ if is_target && (keyframe || c.fwd.layer.is_none()) && !padding => {
+                        if c.fwd.layer.is_some() {
+                            switched.push(*cid);
+                        }
                         c.fwd.layer = Some(layer);
                         c.fwd.source_changed();
                     }
@@ -256,6 +278,12 @@ impl Room {
             if sent {
                 c.counters.packets += 1;
                 c.counters.bytes += pkt.payload.len() as u64;
+            }
+        }
+        // Consumers that moved to another layer say so.
+        if let Some(name) = switched.first().and_then(|_| self.layer_name(pkey, layer, cx.now)) {
+            for cid in switched {
+                self.effective_changed(cx, cid, &name);
             }
         }
     }

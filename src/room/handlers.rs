@@ -8,7 +8,7 @@ use str0m::config::Fingerprint;
 use str0m::IceCreds;
 
 use super::stats::StatsTimer;
-use super::{forward, Consumer, Cx, Peer, Producer, Room, RoomTimer, Transport};
+use super::{forward, layers, Consumer, Cx, Peer, Producer, Room, RoomTimer, Transport};
 use crate::error::{ReqError, ReqResult};
 use crate::ids::{ConsumerId, PeerName, ProducerId, ProducerKey, TransportId, TransportKey};
 use crate::ortc::Kind;
@@ -201,6 +201,8 @@ impl Room {
                 producers: Vec::new(),
                 consumers: Vec::new(),
                 stats: None,
+                link: None,
+                stats_waiting: false,
             },
         );
         let p = self.peer_mut(peer).expect("joined");
@@ -252,6 +254,8 @@ impl Room {
                 producers: Vec::new(),
                 consumers: Vec::new(),
                 stats: None,
+                link: None,
+                stats_waiting: false,
             },
         );
         self.peer_mut(peer).expect("joined").transports.insert(id, key);
@@ -365,6 +369,7 @@ impl Room {
                 levels: Default::default(),
                 speech: Default::default(),
                 counters: Default::default(),
+                meter: layers::LayerMeter::new(cx.now),
             },
         );
         self.peer_mut(peer).expect("joined").producers.insert(c.id, pkey);
@@ -434,7 +439,11 @@ impl Room {
             };
             if !paused {
                 c.fwd.resumed();
+                if let Some(tk) = c.transport {
+                    self.adapt_soon(cx.now, tk);
+                }
             }
+            let Some(c) = self.consumers.get(&cid) else { continue };
             if c.streamer.is_some() {
                 continue;
             }
@@ -488,6 +497,7 @@ impl Room {
         if cx.media.is_connected(tkey) {
             self.request_keyframe_upstream(cx, pkey, false);
         }
+        self.adapt_soon(cx.now, tkey);
         Ok(json!({ "paused": paused, "preferredProfile": preferred.as_str(), "effectiveProfile": effective }))
     }
 
@@ -521,9 +531,10 @@ impl Room {
         c.remote_paused = paused;
         if !paused {
             c.fwd.resumed();
-            let (pkey, enabled) = (c.producer, c.transport.is_some());
-            if enabled {
+            let (pkey, transport) = (c.producer, c.transport);
+            if let Some(tk) = transport {
                 self.request_keyframe_upstream(cx, pkey, false);
+                self.adapt_soon(cx.now, tk);
             }
         }
         Ok(json!({}))
@@ -537,7 +548,13 @@ impl Room {
         profile: Profile,
     ) -> ReqResult<Value> {
         self.own_consumer(peer, id)?;
-        self.consumers.get_mut(&id).expect("checked").preferred_profile = profile;
+        let c = self.consumers.get_mut(&id).expect("checked");
+        c.preferred_profile = profile;
+        if let (Some(tk), Some(_)) = (c.transport, c.choice.target) {
+            // Bandwidth chooses the layer (adapt.rs): it reconsiders with the new cap.
+            self.adapt_soon(cx.now, tk);
+            return Ok(json!({}));
+        }
         let effective = self.effective_profile(id);
         let c = self.consumers.get_mut(&id).expect("checked");
         if c.transport.is_some() && c.effective_profile.as_deref() != Some(effective.as_str()) {

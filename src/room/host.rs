@@ -222,6 +222,8 @@ impl Room {
                 stats: None,
                 fwd: ConsumerForwarding::default(),
                 counters: Default::default(),
+                choice: Default::default(),
+                share: None,
             },
         );
         self.producers.get_mut(&pkey).expect("found").consumers.push(id);
@@ -236,6 +238,8 @@ impl Room {
                 producers: Vec::new(),
                 consumers: vec![id],
                 stats: None,
+                link: None,
+                stats_waiting: false,
             },
         );
         self.streamers.insert(streamer_id, Streamer { consumer: id, transport: tkey, producer: pkey, remote, keyframes_sent: 0 });

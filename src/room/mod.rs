@@ -9,9 +9,11 @@
 //! Split by subject: `handlers` (one function per client message), `forward` (the
 //! media path), `stats` (periodic statistics), `timers` (what the room waits for).
 
+mod adapt;
 mod forward;
 mod handlers;
 mod host;
+mod layers;
 mod loss;
 mod stats;
 
@@ -21,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::config::{Limits, LogLevel};
+use crate::config::{Adaptation, Limits, LogLevel};
 use crate::error::{ReqError, ReqResult};
 use crate::ids::{ConsumerId, KeyGen, PeerName, ProducerId, ProducerKey, RoomSlot, TransportId, TransportKey};
 use crate::media::rewrite::ConsumerForwarding;
@@ -47,6 +49,7 @@ pub struct Cx<'a> {
 pub struct RoomSettings {
     pub limits: Limits,
     pub max_message_size: usize,
+    pub adapt: Adaptation,
 }
 
 pub(crate) struct Peer {
@@ -74,6 +77,10 @@ pub(crate) struct Transport {
     producers: Vec<ProducerKey>,
     consumers: Vec<ConsumerId>,
     stats: Option<StatsTimer>,
+    /// What the link toward a receive transport's browser carries (adapt.rs).
+    link: Option<adapt::Link>,
+    /// `transportStats` is due and waits for fresh statistics from the engine's worker.
+    stats_waiting: bool,
 }
 
 pub(crate) struct Producer {
@@ -98,6 +105,8 @@ pub(crate) struct Producer {
     levels: host::LevelAcc,
     speech: host::LevelAcc,
     counters: StreamCounters,
+    /// Each layer's measured rate (adapt.rs).
+    meter: layers::LayerMeter,
 }
 
 pub(crate) struct Consumer {
@@ -120,6 +129,10 @@ pub(crate) struct Consumer {
     stats: Option<StatsTimer>,
     fwd: ConsumerForwarding,
     counters: StreamCounters,
+    /// The layer bandwidth allows it (adapt.rs).
+    choice: layers::LayerChoice,
+    /// Its share of its transport's estimate at the last decision (bits per second).
+    share: Option<u64>,
 }
 
 /// What a room waits for.
@@ -138,6 +151,10 @@ enum RoomTimer {
     ActiveSpeaker,
     /// A keyframe request for a streamer that started.
     StreamerKeyframe(u64),
+    /// The next layer decision for a receive transport's consumers.
+    Adapt(TransportKey),
+    /// The next bitrate limit (REMB) for a single-layer video producer.
+    Remb(ProducerKey),
 }
 
 /// Keyframe requests toward a producer: at most one per this interval (mediasoup: 1/s).
@@ -471,6 +488,8 @@ impl Room {
                 stats: None,
                 fwd: ConsumerForwarding::default(),
                 counters: Default::default(),
+                choice: Default::default(),
+                share: None,
             },
         );
         self.producers.get_mut(&pkey)?.consumers.push(id);
@@ -506,6 +525,7 @@ impl Room {
             self.ssrcs.remove(&s);
         }
         self.timers.set(RoomTimer::ProducerStats(pkey), None);
+        self.timers.set(RoomTimer::Remb(pkey), None);
         self.timers.set(RoomTimer::Keyframe(pkey), None);
         self.timers.set(RoomTimer::LossCheck(pkey), None);
         if let Some(owner) = self.peer_mut(&p.peer) {
@@ -557,11 +577,14 @@ impl Room {
             if let Some(c) = self.consumers.get_mut(&cid) {
                 c.transport = None;
                 c.fwd = ConsumerForwarding::default();
+                c.choice = Default::default();
+                c.share = None;
             }
         }
         self.transports.remove(&tkey);
         cx.media.close(tkey, cx.out);
         self.timers.set(RoomTimer::TransportStats(tkey), None);
+        self.timers.set(RoomTimer::Adapt(tkey), None);
         if let Some(p) = self.peer_mut(&peer) {
             p.transports.retain(|_, k| *k != tkey);
             if p.last_recv_transport == Some(tkey) {
@@ -607,6 +630,7 @@ impl Room {
             self.transports.remove(&tk);
             cx.media.close(tk, cx.out);
             self.timers.set(RoomTimer::TransportStats(tk), None);
+            self.timers.set(RoomTimer::Adapt(tk), None);
         }
     }
 
@@ -653,6 +677,8 @@ impl Room {
                 RoomTimer::TransportStats(k) => self.emit_transport_stats(cx, k),
                 RoomTimer::ProducerStats(k) => self.emit_producer_stats(cx, k),
                 RoomTimer::ConsumerStats(k) => self.emit_consumer_stats(cx, k),
+                RoomTimer::Adapt(k) => self.adapt(cx, k),
+                RoomTimer::Remb(k) => self.limit_producer(cx, k),
             }
         }
     }

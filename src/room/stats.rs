@@ -71,6 +71,15 @@ impl Room {
     pub(super) fn emit_transport_stats(&mut self, cx: &mut Cx, k: TransportKey) {
         let Some(t) = self.transports.get_mut(&k) else { return };
         let Some(timer) = t.stats.as_mut() else { return };
+        if cx.media.is_remote(k) && !t.stats_waiting {
+            // The engine runs on another worker: ask it for fresh figures and emit when
+            // they come (or, if they do not within 200 ms, from the last ones known).
+            t.stats_waiting = true;
+            cx.media.request_snapshot(k);
+            self.timers.set(RoomTimer::TransportStats(k), Some(cx.now + Duration::from_millis(200)));
+            return;
+        }
+        t.stats_waiting = false;
         let Some(m) = cx.media.stats(k) else { return };
         let rate = timer.tick(cx.now, m.bytes_received);
         self.timers.set(RoomTimer::TransportStats(k), Some(timer.next));

@@ -414,8 +414,9 @@ mod tests {
             fingerprint: cert::fingerprint(&c),
             cert: c,
             transport_timeout: Duration::from_secs(30),
+            bwe_initial: None,
         });
-        WorkerCore::new(0, env, RoomSettings { limits: Default::default(), max_message_size: 65536 })
+        WorkerCore::new(0, env, RoomSettings { limits: Default::default(), max_message_size: 65536, adapt: Default::default() })
     }
 
     fn messages(c: &mut WorkerCore) -> Vec<HostMessage> {

@@ -140,6 +140,7 @@ impl Server {
                 cert: cert.clone(),
                 fingerprint: fingerprint.clone(),
                 transport_timeout: std::time::Duration::from_secs_f64(cfg.transport_timeout_secs),
+                bwe_initial: cfg.adapt.enable_bwe.then_some(cfg.adapt.initial_outgoing_bitrate),
             });
             let wm = Arc::new(WorkerMetrics::default());
             worker_metrics.push(wm.clone());
@@ -158,7 +159,7 @@ impl Server {
         // "A room on several workers").
         let spread = (cfg.num_workers > 1 && cfg.spread_rooms)
             .then(|| Arc::new(Spread::new(starts.iter().map(|s| s.2.clone()).collect())));
-        let settings = RoomSettings { limits: cfg.limits, max_message_size: cfg.max_message_size };
+        let settings = RoomSettings { limits: cfg.limits, max_message_size: cfg.max_message_size, adapt: cfg.adapt };
         let starts: Vec<_> = starts
             .into_iter()
             .map(|(i, sockets, env, rx, waker, wm)| {

@@ -60,6 +60,7 @@ pub fn env() -> Arc<MediaEnv> {
         cert,
         fingerprint,
         transport_timeout: Duration::from_secs(30),
+        bwe_initial: None,
     })
 }
 
@@ -92,7 +93,7 @@ pub struct CoreSim {
 
 impl CoreSim {
     pub fn new(caps: RoomCaps, limits: Limits) -> CoreSim {
-        let mut core = WorkerCore::new(0, env(), RoomSettings { limits, max_message_size: 64 * 1024 });
+        let mut core = WorkerCore::new(0, env(), RoomSettings { limits, max_message_size: 64 * 1024, adapt: Default::default() });
         let now = Instant::now();
         let r = core.handle_command(now, Command::CreateRoom { id: "sim".into(), caps });
         assert_eq!(r, CommandResult::RoomCreated(Ok(())));
