@@ -269,7 +269,6 @@ impl MediaHost {
         }
         if let Some(e) = self.engines.get_mut(&key) {
             e.tally.account(&mut self.counters, &evs[first..], out, out_first);
-            fill_resend(now, &mut e.tally, &mut evs[first..]);
         }
         self.snapshot_if_due(now, key, evs, first);
         self.reschedule(now, key);
@@ -319,7 +318,6 @@ impl MediaHost {
             Media::Plain(p) => p.handle_timeout(now, out, evs),
         }
         e.tally.account(&mut self.counters, &evs[first..], out, out_first);
-        fill_resend(now, &mut e.tally, &mut evs[first..]);
         self.snapshot_if_due(now, key, evs, first);
         self.reschedule(now, key);
     }
@@ -785,11 +783,3 @@ impl MediaHost {
     }
 }
 
-/// Give each estimate of this call the engine's current resend rate.
-fn fill_resend(now: Instant, tally: &mut Tally, evs: &mut [MediaEvent]) {
-    for ev in evs {
-        if let MediaEvent::Bwe { resend_bps, .. } = ev {
-            *resend_bps = tally.resend_bps(now);
-        }
-    }
-}

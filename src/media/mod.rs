@@ -76,9 +76,8 @@ pub enum MediaEvent {
     /// for its owner's statistics.
     Snapshot(TransportStats),
     /// What the link toward a receive transport's browser carries, in bits per second
-    /// (docs/ARCHITECTURE.md, "Bandwidth adaptation"), and what the engine resent on it
-    /// lately (NACK answers count against the estimate).
-    Bwe { estimate: u64, source: BweSource, resend_bps: u64 },
+    /// (docs/ARCHITECTURE.md, "Bandwidth adaptation").
+    Bwe { estimate: u64, source: BweSource },
 }
 
 /// Where an estimate comes from.

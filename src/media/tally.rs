@@ -27,10 +27,6 @@ pub struct Tally {
     rtx: Vec<(u32, u32)>,
     /// Last reported totals per stream: (mid, rid, ingress) -> (nacks, plis, firs).
     last: Vec<((Mid, Option<Rid>, bool), [u64; 3])>,
-    /// Bytes of retransmissions sent, in total, and the last rate measured from them.
-    resent_bytes: u64,
-    resend: Option<(std::time::Instant, u64)>,
-    resend_bps: u64,
 }
 
 impl Tally {
@@ -79,28 +75,11 @@ impl Tally {
                     if let Some(ssrc) = rtp_ssrc(&t.data) {
                         if self.rtx.iter().any(|(_, r)| *r == ssrc) {
                             c[Ctr::RtpRetransmissions] += 1;
-                            self.resent_bytes += t.data.len() as u64;
                         }
                     }
                 }
             }
         }
-    }
-
-    /// The rate of retransmissions sent, in bits per second, over the last half second
-    /// or more (kept between calls closer than that).
-    pub fn resend_bps(&mut self, now: std::time::Instant) -> u64 {
-        match self.resend {
-            Some((at, bytes)) => {
-                let dt = now.saturating_duration_since(at);
-                if dt >= std::time::Duration::from_millis(500) {
-                    self.resend_bps = ((self.resent_bytes - bytes) as f64 * 8.0 / dt.as_secs_f64()) as u64;
-                    self.resend = Some((now, self.resent_bytes));
-                }
-            }
-            None => self.resend = Some((now, self.resent_bytes)),
-        }
-        self.resend_bps
     }
 
     /// The increase of a stream's totals since its last report (a total that went

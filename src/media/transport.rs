@@ -263,7 +263,7 @@ impl TransportMedia {
                             _ => continue,
                         };
                         self.bwe_bps = Some(estimate.as_u64());
-                        evs.push(MediaEvent::Bwe { estimate: estimate.as_u64(), source, resend_bps: 0 });
+                        evs.push(MediaEvent::Bwe { estimate: estimate.as_u64(), source });
                     }
                     Event::MediaIngressStats(s) => evs.push(MediaEvent::Ingress(s)),
                     Event::MediaEgressStats(s) => evs.push(MediaEvent::Egress(s)),

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::layers::{self, with_margin, Change};
 use super::{Cx, Room, RoomTimer};
+use crate::config::LogLevel;
 use crate::ids::{ConsumerId, ProducerKey, TransportKey};
 use crate::media::BweSource;
 use crate::ortc::Kind;
@@ -19,6 +20,8 @@ use crate::protocol::request::{Direction, Profile};
 pub const ADAPT_INTERVAL: Duration = Duration::from_millis(500);
 /// How often a single-layer producer gets its limit.
 pub const REMB_INTERVAL: Duration = Duration::from_secs(1);
+/// Share of a link's estimate planned for media: the rest is for resends and probes.
+const HEADROOM: f64 = 0.9;
 /// The rate a single-layer producer is asked not to exceed when nothing limits it.
 const NO_LIMIT: u64 = 100_000_000;
 /// Estimates of a transport without transport-cc feedback or REMB, from its receiver
@@ -42,8 +45,6 @@ pub struct Link {
     /// Bits per second.
     pub estimate: u64,
     pub source: Source,
-    /// Retransmissions the engine sent lately (bits per second): they use the link too.
-    pub resend_bps: u64,
     /// The worst receiver-report loss since the last loss step, and when that was.
     loss: f32,
     loss_at: Instant,
@@ -67,19 +68,18 @@ impl Room {
     }
 
     /// An estimate of a receive transport's link arrived from its engine.
-    pub(super) fn on_estimate(&mut self, cx: &mut Cx, tk: TransportKey, estimate: u64, source: BweSource, resend_bps: u64) {
+    pub(super) fn on_estimate(&mut self, cx: &mut Cx, tk: TransportKey, estimate: u64, source: BweSource) {
         let Some(t) = self.transports.get_mut(&tk) else { return };
         let source = match source {
             BweSource::Twcc => Source::Twcc,
             BweSource::Remb => Source::Remb,
         };
         let first = t.link.is_none();
-        let l = t.link.get_or_insert(Link { estimate, source, resend_bps, loss: 0.0, loss_at: cx.now });
+        let l = t.link.get_or_insert(Link { estimate, source, loss: 0.0, loss_at: cx.now });
         if source == Source::Twcc || l.source != Source::Twcc {
             l.estimate = estimate;
             l.source = source;
         }
-        l.resend_bps = resend_bps;
         if first {
             self.adapt_soon(cx.now, tk);
         }
@@ -120,7 +120,7 @@ impl Room {
                 Some(l.clone())
             }
             None if connected => {
-                t.link = Some(Link { estimate: initial, source: Source::Loss, resend_bps: 0, loss: 0.0, loss_at: now });
+                t.link = Some(Link { estimate: initial, source: Source::Loss, loss: 0.0, loss_at: now });
                 None
             }
             None => None,
@@ -162,7 +162,9 @@ impl Room {
             return; // no estimate yet: the preferred profile decides
         };
         let demands: Vec<u64> = video.iter().map(|v| v.3).collect();
-        let budget = link.estimate.saturating_sub(audio + link.resend_bps);
+        // Headroom for resends and probes: the engine's pacer sends everything, resends
+        // included, at 1.1x the estimate, so media planned at the estimate would queue.
+        let budget = ((link.estimate as f64 * HEADROOM) as u64).saturating_sub(audio);
         let shares = layers::shares(budget, &demands);
         let mut current = audio;
         for ((cid, ranked, cap, _), share) in video.iter().zip(&shares) {
@@ -173,6 +175,16 @@ impl Room {
             if let Some(l) = c.choice.target {
                 current += ranked.iter().find(|r| r.0 == l).map_or(0, |r| r.1);
             }
+            if let Some(ch) = change {
+                let (id, peer) = (self.id.clone(), c.peer.clone());
+                cx.out.log(LogLevel::Debug, module_path!(), || {
+                    format!(
+                        "room {id}: consumer {} of peer {peer}: {ch:?} (share {share} of {} bit/s by {:?}, layers {ranked:?})",
+                        cid.0, link.estimate, link.source
+                    )
+                });
+            }
+            let Some(c) = self.consumers.get_mut(cid) else { continue };
             match change {
                 Some(Change::Switch(l)) => {
                     if was_stopped {
@@ -183,7 +195,11 @@ impl Room {
                         self.request_keyframe_upstream(cx, pk, false);
                     }
                 }
-                Some(Change::Stop) => self.effective_changed(cx, *cid, "none"),
+                Some(Change::Stop) => {
+                    // A restart starts afresh, at a keyframe of the chosen layer.
+                    c.fwd.layer = None;
+                    self.effective_changed(cx, *cid, "none");
+                }
                 None => {}
             }
         }
@@ -407,7 +423,7 @@ mod tests {
 
         fn estimate(&mut self, bps: u64) {
             let tk = self.bob_recv;
-            self.with(|r, cx| r.on_estimate(cx, tk, bps, BweSource::Twcc, 0));
+            self.with(|r, cx| r.on_estimate(cx, tk, bps, BweSource::Twcc));
         }
 
         fn consumer(&self) -> &crate::room::Consumer {
@@ -464,8 +480,14 @@ mod tests {
         s.changes();
         s.estimate(100_000);
         s.media(600, &[0, 1, 2], &[]);
+        assert_eq!(s.consumer().choice.target, Some(1), "the lowest layer first");
+        assert!(!s.consumer().choice.stopped);
+        s.media(100, &[0, 1, 2], &[1]);
+        s.media(2000, &[0, 1, 2], &[]);
+        assert!(!s.consumer().choice.stopped, "not before 3 s of nothing fitting");
+        s.media(1000, &[0, 1, 2], &[]);
         assert!(s.consumer().choice.stopped);
-        assert_eq!(s.changes(), ["none"]);
+        assert_eq!(s.changes(), ["low", "none"]);
         // While stopped nothing is forwarded to bob (his rewrite state does not move).
         let before = s.consumer().counters.packets;
         s.media(1000, &[0, 1, 2], &[0, 1, 2]);
@@ -498,7 +520,9 @@ mod tests {
         assert_eq!(s.consumer().choice.target, Some(0));
         s.req("bob", json!({"method": "resumeConsumer", "id": cid}));
         s.media(600, &[0, 1, 2], &[]);
-        assert!(s.consumer().choice.stopped, "resumed onto a link that carries nothing");
+        assert_eq!(s.consumer().choice.target, Some(1), "resumed onto a link that carries nothing: the lowest first");
+        s.media(3000, &[0, 1, 2], &[]);
+        assert!(s.consumer().choice.stopped, "then stopped");
     }
 
     #[test]
@@ -527,7 +551,7 @@ mod tests {
         // A link below the floor: the consumer's video stops, the producer is not asked
         // below the floor.
         s.estimate(120_000);
-        s.media(1500, &[0], &[]);
+        s.media(4000, &[0], &[]);
         assert!(s.consumer().choice.stopped);
         let pk = s.consumer().producer;
         let limit = s.room.producers[&pk]

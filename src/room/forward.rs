@@ -71,7 +71,7 @@ impl Room {
                     self.emit_transport_stats(cx, tkey);
                 }
             }
-            MediaEvent::Bwe { estimate, source, resend_bps } => self.on_estimate(cx, tkey, estimate, source, resend_bps),
+            MediaEvent::Bwe { estimate, source } => self.on_estimate(cx, tkey, estimate, source),
         }
     }
 
@@ -243,7 +243,7 @@ impl Room {
                 match c.fwd.layer {
                     Some(l) if l == layer => {}
                     _ if is_target && (keyframe || c.fwd.layer.is_none()) && !padding => {
-                        if c.fwd.layer.is_some() {
+                        if c.fwd.layer.is_some() || c.choice.target.is_some() {
                             switched.push(*cid);
                         }
                         c.fwd.layer = Some(layer);

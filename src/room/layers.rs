@@ -20,6 +20,10 @@ pub const PACKET_OVERHEAD: usize = 40;
 pub const UP_MARGIN: f64 = 1.15;
 /// ...continuously for this long.
 pub const UP_HOLD: Duration = Duration::from_secs(3);
+/// The video stops only when not even the lowest layer has fitted for this long: an
+/// estimate can dip while the link is underused (the estimator has nothing to measure
+/// until it probes), and a consumer that starts is given the lowest layer meanwhile.
+pub const STOP_HOLD: Duration = Duration::from_secs(3);
 
 /// A rate with the up-switch margin (rounded up: what a share must reach).
 pub fn with_margin(bps: u64) -> u64 {
@@ -130,6 +134,8 @@ pub struct LayerChoice {
     /// Since when a better layer (or, stopped, the lowest) has fitted with the margin,
     /// and which.
     fits: Option<(u32, Instant)>,
+    /// Since when not even the lowest layer has fitted.
+    starving: Option<Instant>,
 }
 
 /// A change of a consumer's choice.
@@ -145,10 +151,26 @@ impl LayerChoice {
     /// Decide with the active layers (`ranked`, lowest rate first), the best rank the
     /// consumer's preferred profile allows (`cap`) and its share of the estimate (bps).
     /// Down is at once, up (and a restart) only after the better layer fitted with
-    /// `UP_MARGIN` for `UP_HOLD`.
+    /// `UP_MARGIN` for `UP_HOLD`; a stop only after nothing fitted for `STOP_HOLD` (the
+    /// lowest layer meanwhile).
     pub fn decide(&mut self, now: Instant, ranked: &[(u32, u64)], cap: usize, share: u64) -> Option<Change> {
         if ranked.is_empty() {
             return None; // nothing measured: keep what is forwarded
+        }
+        let lowest = ranked[0].0;
+        if ranked[0].1 <= share {
+            self.starving = None;
+        } else if !self.stopped {
+            let since = *self.starving.get_or_insert(now);
+            if now.saturating_duration_since(since) < STOP_HOLD {
+                // Nothing fits, not for long yet: the lowest layer meanwhile.
+                if self.target == Some(lowest) {
+                    return None;
+                }
+                self.target = Some(lowest);
+                self.fits = None;
+                return Some(Change::Switch(lowest));
+            }
         }
         let allowed = &ranked[..ranked.len().min(cap + 1)];
         let fits = |r: u64| r <= share;
@@ -184,6 +206,7 @@ impl LayerChoice {
                 self.target = None;
                 self.stopped = true;
                 self.fits = None;
+                self.starving = None;
             }
             None => {}
         }
@@ -273,8 +296,8 @@ mod tests {
         let mut c = LayerChoice::default();
         assert_eq!(c.decide(t, &LAYERS, 0, 5_000_000), Some(Change::Switch(0)), "low: the lowest-rate layer");
         let mut c = LayerChoice::default();
-        assert_eq!(c.decide(t, &LAYERS, 2, 100_000), Some(Change::Stop));
-        assert!(c.stopped && c.target.is_none());
+        assert_eq!(c.decide(t, &LAYERS, 2, 100_000), Some(Change::Switch(0)), "nothing fits: the lowest, not a stop yet");
+        assert!(!c.stopped);
         let mut c = LayerChoice::default();
         assert_eq!(c.decide(t, &[], 2, 100_000), None, "nothing measured: nothing decided");
     }
@@ -307,14 +330,20 @@ mod tests {
         let t0 = Instant::now();
         let mut c = LayerChoice::default();
         c.decide(t0, &LAYERS, 2, 600_000);
-        assert_eq!(c.decide(ms(t0, 100), &LAYERS, 2, 120_000), Some(Change::Stop));
-        assert_eq!(c.decide(ms(t0, 200), &LAYERS, 2, 120_000), None, "stays stopped");
+        assert_eq!(c.decide(ms(t0, 100), &LAYERS, 2, 120_000), Some(Change::Switch(0)), "down to the lowest at once");
+        assert_eq!(c.decide(ms(t0, 2000), &LAYERS, 2, 120_000), None, "which is kept a while");
+        // A moment when it fits starts the wait again.
+        assert_eq!(c.decide(ms(t0, 2500), &LAYERS, 2, 150_000), None);
+        assert_eq!(c.decide(ms(t0, 3000), &LAYERS, 2, 120_000), None);
+        assert_eq!(c.decide(ms(t0, 5900), &LAYERS, 2, 120_000), None);
+        assert_eq!(c.decide(ms(t0, 6000), &LAYERS, 2, 120_000), Some(Change::Stop), "3 s of nothing fitting");
+        assert_eq!(c.decide(ms(t0, 6100), &LAYERS, 2, 120_000), None, "stays stopped");
         // 150 kbit/s fits, but not with the margin: still stopped.
-        assert_eq!(c.decide(ms(t0, 5000), &LAYERS, 2, 160_000), None);
-        assert_eq!(c.decide(ms(t0, 9000), &LAYERS, 2, 160_000), None);
-        assert_eq!(c.decide(ms(t0, 9500), &LAYERS, 2, 200_000), None, "the wait starts");
-        assert_eq!(c.decide(ms(t0, 12_400), &LAYERS, 2, 200_000), None);
-        assert_eq!(c.decide(ms(t0, 12_500), &LAYERS, 2, 200_000), Some(Change::Switch(0)));
+        assert_eq!(c.decide(ms(t0, 7000), &LAYERS, 2, 160_000), None);
+        assert_eq!(c.decide(ms(t0, 11_000), &LAYERS, 2, 160_000), None);
+        assert_eq!(c.decide(ms(t0, 11_500), &LAYERS, 2, 200_000), None, "the wait starts");
+        assert_eq!(c.decide(ms(t0, 14_400), &LAYERS, 2, 200_000), None);
+        assert_eq!(c.decide(ms(t0, 14_500), &LAYERS, 2, 200_000), Some(Change::Switch(0)));
         assert!(!c.stopped);
     }
 
