@@ -20,6 +20,10 @@ use crate::protocol::request::{Direction, Profile};
 pub const ADAPT_INTERVAL: Duration = Duration::from_millis(500);
 /// How often a single-layer producer gets its limit.
 pub const REMB_INTERVAL: Duration = Duration::from_secs(1);
+/// What a consumer of a single-layer producer would like: the producer's rate follows
+/// the limit it is given, so its current rate says nothing of what it could send; the
+/// estimator probes for this much (a 720p camera's usual ceiling).
+const SINGLE_LAYER_WANT: u64 = 2_500_000;
 /// Share of a link's estimate planned for media: the rest is for resends and probes.
 const HEADROOM: f64 = 0.9;
 /// The rate a single-layer producer is asked not to exceed when nothing limits it.
@@ -143,8 +147,9 @@ impl Room {
             let n = p.mapping.encodings.len().max(1);
             let mut ranked = p.meter.ranked(n, now);
             let cap = cap_rank(c.preferred_profile, ranked.len());
-            let top = ranked.get(cap.min(ranked.len().saturating_sub(1))).map_or(0, |r| r.1);
+            let mut want = with_margin(ranked.get(cap.min(ranked.len().saturating_sub(1))).map_or(0, |r| r.1));
             if n == 1 {
+                want = want.max(SINGLE_LAYER_WANT);
                 // A single layer comes down by REMB as far as the floor: it fits any
                 // share above the floor (and would like its whole rate).
                 if let Some(r) = ranked.first_mut() {
@@ -152,7 +157,7 @@ impl Room {
                 }
                 single_layer.push(c.producer);
             }
-            video.push((*cid, ranked, cap, with_margin(top)));
+            video.push((*cid, ranked, cap, want));
         }
         if video.is_empty() {
             return; // re-armed when a consumer is enabled or resumed
