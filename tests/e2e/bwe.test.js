@@ -13,7 +13,9 @@
 //                   lifted. Asserted (the figures of the issue):
 //                     - bob moves to a lower-bitrate layer within 5 s of the limit (the
 //                       SFU's consumerEffectiveProfileChanged to bob, seen by the host hooks,
-//                       naming a layer whose measured bitrate is below his previous one's);
+//                       naming a layer whose measured bitrate is below his previous one's),
+//                       if his layer does not fit the link (fits() below; at 400 and 300
+//                       kbit/s the best layer, ~750 kbit/s, never does);
 //                     - over the WINDOW_S seconds from the limit bob decodes >= 10 frames/s
 //                       and freezes <= 2 s (totalFreezesDuration, plus a stall still open at
 //                       the end of the window: Chromium counts a freeze only when it ends);
@@ -84,6 +86,9 @@ const SAME_LAYER = 0.9; // a layer within 10 % of the best one's bitrate counts 
 const CAROL_MIN_RATIO = 0.8; // carol's received bitrate / her layer's sent bitrate
 const UP_MIN_RATIO = 0.75; // bob's received bitrate / the best layer's, after the lift
 const SINGLE_CLEAN_MIN = 1.5; // single: the clean targetBitrate must exceed 1.5 x the limit
+// Whether a video layer of `kbps` (payload) fits a link of `limitKbps`: on the wire it takes
+// about 10 % more (RTP, SRTP, UDP and IP headers), and the audio beside it ~60 kbit/s.
+const fits = (kbps, limitKbps) => kbps * 1.1 + 60 <= limitKbps;
 const WARM_S = 4; // simulcast: clean seconds with every layer flowing, before the limit
 const CLEAN_S = 8; // single: clean seconds before the limit (the rate over the last half)
 const QUEUE_MS = 200;
@@ -253,7 +258,7 @@ function table(rows) {
     const b = f.bobWindow || {};
     const rt = f.retransmissions || {};
     lines.push(
-      `| ${r.name}${r.emulated ? ' (emulated)' : ''} | ${f.simulcast ? s(f.switchDownS) : 'n/a'} | ${s(b.fps)} | ${s(b.freezeTotalS)} | ${s(b.kbps, 0)} | ` +
+      `| ${r.name}${r.emulated ? ' (emulated)' : ''} | ${f.simulcast ? (f.switchDownNeeded === false && f.switchDownS === null ? 'not needed' : s(f.switchDownS)) : 'n/a'} | ${s(b.fps)} | ${s(b.freezeTotalS)} | ${s(b.kbps, 0)} | ` +
         `${f.simulcast ? (f.carolOnBest === undefined ? '–' : f.carolOnBest ? 'yes' : 'no') : 'n/a'} | ${f.simulcast ? `${s(f.switchUpS)}${f.switchDownS === null && f.switchUpS !== null ? ' (never down)' : ''}` : 'n/a'} | ` +
         `${s(f.aliceCleanKbps, 0)} → ${s(f.aliceLimitedKbps, 0)}${f.simulcast ? '' : ` (target ${s(f.aliceCleanTargetKbps, 0)} → ${s(f.aliceLimitedTargetKbps, 0)})`} | ` +
         `${s(rt.bobNacks, 0)} / ${s(rt.bobRtxPackets, 0)} (${rt.rtxShare === null || rt.rtxShare === undefined ? '–' : `${round(rt.rtxShare * 100)} %`}) / ${s(rt.sfuRetransmissions, 0)} | ` +
@@ -560,7 +565,11 @@ async function measure(run) {
       const down = notes.find((n) => n.to === 'bob' && n.id === consumerIds.bob && n.at >= 0 && warmRates[n.profile] < warmRates[before]);
       f.switchDownS = down ? down.at : null;
       f.switchDownTo = down ? down.profile : null;
-      if (!down)
+      // Only a layer that does not fit the link must be left (e.g. not 700 kbit/s at 1000).
+      f.switchDownNeeded = !fits(warmRates[before], run.limitKbps);
+      if (!f.switchDownNeeded) {
+        // nothing to require
+      } else if (!down)
         misses.push(`bob: no move to a lower-bitrate layer within ${WINDOW_S} s of the ${run.limitKbps} kbit/s limit (needed within ${SWITCH_DOWN_S} s; he stayed on "${before}", ${round(warmRates[before], 0)} kbit/s)`);
       else if (down.at > SWITCH_DOWN_S)
         misses.push(`bob: moved down to "${down.profile}" after ${round(down.at)} s (needed within ${SWITCH_DOWN_S} s; ${round(down.at - SWITCH_DOWN_S)} s late)`);
@@ -649,7 +658,7 @@ for (const run of RUNS) {
           ? `layers ${JSON.stringify(f.warmLayerKbps)} kbit/s; down ${f.switchDownS === null ? 'never' : `${f.switchDownS} s`}, ` +
             `up ${f.switchUpS === null ? 'never' : `${f.switchUpS} s`}${f.switchDownS === null ? ' (he never went down)' : ''}; carol ${JSON.stringify(f.carol)}; `
           : '') +
-        `alice ${f.aliceCleanKbps} -> ${f.aliceLimitedKbps} kbit/s; NACKs ${f.retransmissions.bobNacks}, RTX ${f.retransmissions.bobRtxPackets}, SFU resends ${f.retransmissions.sfuRetransmissions}, link drops ${f.link && f.link.queueDrops}`
+        `alice ${f.aliceCleanKbps} -> ${f.aliceLimitedKbps} kbit/s; NACKs ${f.retransmissions.bobNacks}, RTX ${f.retransmissions.bobRtxPackets}, SFU resends ${f.retransmissions.sfuRetransmissions} (${f.retransmissions.sfuResendShareOfLink === null ? '–' : `${round(f.retransmissions.sfuResendShareOfLink * 100)} %`} of the packets offered to bob's link), link drops ${f.link && f.link.queueDrops}`
     );
     if (VERBOSE) for (const d of result.timeline) console.log(secondLine(d));
     if (result.misses.length)
