@@ -6,22 +6,28 @@
 //   simulcast 400   alice sends her 1280x720 fake camera in simulcast (demo page option
 //                   simulcast=1: mediasoup-client's low/medium/high at 150/500/1500 kbit/s);
 //                   bob and carol join receive-only. bob's receive transport goes through
-//                   the proxy, carol's does not. After WARM_S clean seconds (every layer
-//                   flowing; their bitrates measured from alice's outbound-rtp per SSRC), the
-//                   link toward bob is limited to 400 kbit/s (drop-tail queue 200 ms, 28
-//                   bytes of IP+UDP header per packet counted) for WINDOW_S seconds, then
-//                   lifted. Asserted (the figures of the issue):
+//                   the proxy, carol's does not. On the clean link: every layer flowing,
+//                   then both receivers on the best layer (at most 20 s, else a miss), then
+//                   WARM_S seconds over which each layer's bitrate is measured from alice's
+//                   outbound-rtp per SSRC. Then the link toward bob is limited to 400 kbit/s
+//                   (drop-tail queue 200 ms, 28 bytes of IP+UDP header per packet counted)
+//                   for WINDOW_S seconds, then lifted. The SFU's profile names are read as
+//                   it defines them: a layer's measured rank ("low" the lowest-rate layer,
+//                   then "medium", "high"; "none": video stopped). Asserted (the figures of
+//                   the issue, and the rules of the design):
 //                     - bob moves to a lower-bitrate layer within 5 s of the limit (the
 //                       SFU's consumerEffectiveProfileChanged to bob, seen by the host hooks,
 //                       naming a layer whose measured bitrate is below his previous one's),
 //                       if his layer does not fit the link (fits() below; at 400 and 300
 //                       kbit/s the best layer, ~750 kbit/s, never does);
+//                     - bob's video is not stopped while the lowest layer fits;
 //                     - over the WINDOW_S seconds from the limit bob decodes >= 10 frames/s
-//                       and freezes <= 2 s (totalFreezesDuration, plus a stall still open at
-//                       the end of the window: Chromium counts a freeze only when it ends);
-//                     - carol stays on the best layer (her effective profile is always a
-//                       layer within 10 % of the highest measured bitrate, and what she
-//                       receives is >= 80 % of that layer's bitrate over the window);
+//                       and is frozen <= 2 s (totalFreezesDuration + totalPausesDuration,
+//                       as Chromium counts a gap of > 5 s as a pause, plus a stall still
+//                       open at the end of the window: both are counted when they end);
+//                     - carol stays on the best layer (through the window her effective
+//                       profile is a layer within 10 % of the highest measured bitrate, and
+//                       what she receives is >= 80 % of that layer's bitrate);
 //                     - within 15 s of lifting the limit bob is back on the best layer (the
 //                       SFU says so, and his received bitrate reaches 75 % of that layer's).
 //                   The page sets the three streams' RTCRtpSender parameters to 1/4, 1/2 and
@@ -96,6 +102,7 @@ const OVERHEAD_BYTES = 28; // IPv4 + UDP: the limit is on IP packets
 const JOIN_TIMEOUT_MS = 20_000;
 const FIRST_FRAME_TIMEOUT_MS = 30_000;
 const LAYERS_TIMEOUT_MS = 20_000;
+const BEST_TIMEOUT_MS = 20_000; // simulcast: receivers on the best layer of a clean link
 
 const DEFAULT_RUNS = 'simulcast 400,simulcast 300,single 400';
 const RUNS = (process.env.SFU_E2E_BWE_RUNS || DEFAULT_RUNS)
@@ -162,9 +169,30 @@ function profileRates(encodings, rates) {
   return out;
 }
 
+// The SFU names what a consumer receives by the layer's measured rank among the producer's
+// layers: the lowest-rate one "low", then "medium", "high" (whatever the encodings' own
+// profiles), and "none" when it stopped the video. The rates of `byProfile` (keyed by the
+// encodings' profiles, as profileRates gives them) keyed by those names; "none" is 0.
+const PROFILE_ORDER = ['low', 'medium', 'high'];
+function byRank(byProfile) {
+  const names = Object.keys(byProfile);
+  const labels = [...names].sort((a, b) => PROFILE_ORDER.indexOf(a) - PROFILE_ORDER.indexOf(b));
+  const ranked = [...names].sort((a, b) => (byProfile[a] || 0) - (byProfile[b] || 0));
+  const out = { none: 0 };
+  labels.forEach((label, i) => (out[label] = byProfile[ranked[i]]));
+  return out;
+}
+// Which encoding (by its own profile) each rank name stands for, e.g. { low: 'medium', ... }.
+function rankToEncoding(byProfile) {
+  const names = Object.keys(byProfile);
+  const labels = [...names].sort((a, b) => PROFILE_ORDER.indexOf(a) - PROFILE_ORDER.indexOf(b));
+  const ranked = [...names].sort((a, b) => (byProfile[a] || 0) - (byProfile[b] || 0));
+  return Object.fromEntries(labels.map((label, i) => [label, ranked[i]]));
+}
+
 const bestRate = (rates) => Math.max(0, ...Object.values(rates).filter((x) => x !== null));
 // The profiles within SAME_LAYER of the best bitrate.
-const bestProfiles = (rates) => Object.keys(rates).filter((p) => rates[p] >= SAME_LAYER * bestRate(rates));
+const bestProfiles = (rates) => Object.keys(rates).filter((p) => p !== 'none' && rates[p] >= SAME_LAYER * bestRate(rates));
 
 // The layer whose bitrate `rate` matches within +-25 %, the closest one; else null.
 function matchLayer(rate, rates) {
@@ -186,17 +214,21 @@ function videoBetween(a, b) {
     kbps: kbps((b.video.bytesReceived || 0) - (a.video.bytesReceived || 0), ms),
     freezes: (b.video.freezeCount || 0) - (a.video.freezeCount || 0),
     freezeS: (b.video.totalFreezesDuration || 0) - (a.video.totalFreezesDuration || 0),
+    // A gap of more than 5 s is a pause, not a freeze, for Chromium (webrtc-stats).
+    pauses: (b.video.pauseCount || 0) - (a.video.pauseCount || 0),
+    pauseS: (b.video.totalPausesDuration || 0) - (a.video.totalPausesDuration || 0),
   };
 }
 
-// Frames/s and freeze seconds of `who` over samples[i0..i1]: Chromium adds a freeze to
-// totalFreezesDuration only when it ends, so a stall still open at samples[i1] (no frame
-// decoded since sample k) adds the time since sample k.
+// Frames/s and frozen seconds of `who` over samples[i0..i1]: totalFreezesDuration plus
+// totalPausesDuration (Chromium counts a gap of more than 5 s as a pause), and as both are
+// added only when the gap ends, a stall still open at samples[i1] (no frame decoded since
+// sample k) adds the time since sample k.
 function decoding(samples, who, i0, i1) {
   const a = samples[i0][who];
   const b = samples[i1][who];
   const w = videoBetween(a, b);
-  if (!w) return { fps: 0, freezeS: null, openStallS: null, freezeTotalS: (samples[i1].t - samples[i0].t), kbps: null };
+  if (!w) return { fps: 0, freezeS: null, pauseS: null, openStallS: null, freezeTotalS: (samples[i1].t - samples[i0].t), kbps: null };
   let lastProgress = i0;
   for (let i = i0 + 1; i <= i1; i++) {
     const p = samples[i - 1][who];
@@ -204,7 +236,7 @@ function decoding(samples, who, i0, i1) {
     if (c && c.video && p && p.video && c.video.framesDecoded > p.video.framesDecoded) lastProgress = i;
   }
   const openStallS = lastProgress === i1 ? 0 : (b.video.ts - samples[lastProgress][who].video.ts) / 1000;
-  return { ...w, openStallS, freezeTotalS: w.freezeS + openStallS };
+  return { ...w, openStallS, freezeTotalS: w.freezeS + w.pauseS + openStallS };
 }
 
 // The NACK / PLI / retransmission / RTP / estimate series of a Prometheus text.
@@ -271,7 +303,7 @@ function table(rows) {
 // One line of the per-second timeline.
 function describeSecond(sample, prev, encodings) {
   const rates = streamRates(prev && prev.alice, sample.alice);
-  const prates = profileRates(encodings, rates);
+  const prates = byRank(profileRates(encodings, rates)); // by the SFU's names
   const who = (k) => {
     const v = videoBetween(prev && prev[k], sample[k]);
     if (!v) return null;
@@ -279,6 +311,7 @@ function describeSecond(sample, prev, encodings) {
     const audio = prev && prev[k].audio && sample[k].audio ? sample[k].audio.packetsReceived - prev[k].audio.packetsReceived : null;
     return {
       fps: round(v.fps), kbps: round(v.kbps, 0), freezeCount: cur.freezeCount, freezeS: round(cur.totalFreezesDuration, 2),
+      pauseS: round(cur.totalPausesDuration, 2),
       size: cur.frameWidth ? `${cur.frameWidth}x${cur.frameHeight}` : null, ssrc: cur.ssrc,
       profile: cur.effectiveProfile, sfuProfile: sample.sfuProfile && sample.sfuProfile[k], mediaLayer: matchLayer(v.kbps, prates),
       nacks: cur.nackCount, rtx: cur.retransmittedPacketsReceived || 0, audioPackets: audio,
@@ -302,7 +335,7 @@ function describeSecond(sample, prev, encodings) {
 
 function secondLine(d) {
   const a = Object.entries(d.alice).map(([k, v]) => `${k}=${v.kbps}k${v.size ? `@${v.size}` : ''}${v.qlr && v.qlr !== 'none' ? `(${v.qlr})` : ''}`).join(' ');
-  const r = (n, v) => (v ? `${n} ${v.fps}fps ${v.kbps}k ${v.size || '-'} prof=${v.profile}/${v.sfuProfile || '-'} media=${v.mediaLayer || '-'} frz=${v.freezeCount}/${v.freezeS}s aud=${v.audioPackets}` : `${n} -`);
+  const r = (n, v) => (v ? `${n} ${v.fps}fps ${v.kbps}k ${v.size || '-'} prof=${v.profile}/${v.sfuProfile || '-'} media=${v.mediaLayer || '-'} frz=${v.freezeCount}/${v.freezeS}s pause=${v.pauseS}s aud=${v.audioPackets}` : `${n} -`);
   return `  t=${d.t} ${d.phase} | alice ${a} est=${d.aliceEstimateKbps}k | sfu->bob est=${d.sfuEstimateToBobKbps}k | ${r('bob', d.bob)}${d.carol ? ` | ${r('carol', d.carol)}` : ''}`;
 }
 
@@ -466,10 +499,33 @@ async function measure(run) {
           throw new Error(`alice does not send all 3 layers within ${LAYERS_TIMEOUT_MS} ms: ${JSON.stringify(rates)}`);
       }
     }
+    let bestWaitS = null;
+    if (run.simulcast) {
+      // Both receivers on the best layer (the SFU's estimates grow from their start) before
+      // the limit, at most BEST_TIMEOUT_MS; else a miss, and the run goes on.
+      const start = Date.now();
+      for (;;) {
+        const s = await sampleFor(1);
+        const rates = byRank(profileRates(encodings, streamRates(samples[Math.max(0, samples.length - 3)].alice, s.alice)));
+        const best = bestProfiles(rates);
+        if (receivers.every((n) => best.includes(s.sfuProfile[n]))) {
+          bestWaitS = round((Date.now() - start) / 1000);
+          break;
+        }
+        if (Date.now() - start > BEST_TIMEOUT_MS) {
+          result.misses.push(
+            `on the clean link, not every receiver reached the best layer within ${BEST_TIMEOUT_MS / 1000} s ` +
+              `(SFU: ${receivers.map((n) => `${n} "${s.sfuProfile[n]}"`).join(', ')}; best "${best.join('" or "')}", rates ${JSON.stringify(Object.fromEntries(Object.entries(rates).map(([k, v]) => [k, round(v, 0)])))} kbit/s)`
+          );
+          break;
+        }
+      }
+    }
     const warmFrom = samples.length - 1;
     await sampleFor(run.simulcast ? WARM_S : CLEAN_S);
     const iLimit = samples.length - 1;
-    const warmRates = profileRates(encodings, streamRates(samples[warmFrom].alice, samples[iLimit].alice));
+    const warmByProfile = profileRates(encodings, streamRates(samples[warmFrom].alice, samples[iLimit].alice));
+    const warmRates = byRank(warmByProfile); // by the SFU's names
 
     // ----- The limit.
     const metrics0 = metricSeries(await httpGet(`${h.base}/metrics`));
@@ -477,7 +533,7 @@ async function measure(run) {
     await proxy.set('down', { rate_bps: run.limitKbps * 1000, queue_ms: QUEUE_MS, overhead_bytes: OVERHEAD_BYTES });
     const limitAt = Date.now();
     phase = 'limited';
-    const ranked = Object.keys(warmRates).sort((x, y) => warmRates[x] - warmRates[y]);
+    const ranked = Object.keys(warmRates).filter((k) => k !== 'none').sort((x, y) => warmRates[x] - warmRates[y]);
     const emulated = { lowest: ranked[0], best: ranked[ranked.length - 1] };
     if (EMULATE) await emulate(run, byName, phase, emulated);
     await sampleFor(WINDOW_S);
@@ -497,7 +553,7 @@ async function measure(run) {
       await sampleFor(SWITCH_UP_S + 1, (s) => {
         const prev = samples[samples.length - 2];
         const v = videoBetween(prev.bob, s.bob);
-        const layerRate = profileRates(encodings, streamRates(prev.alice, s.alice))[s.sfuProfile.bob];
+        const layerRate = byRank(profileRates(encodings, streamRates(prev.alice, s.alice)))[s.sfuProfile.bob];
         if (upAt === null && best.includes(s.sfuProfile.bob) && v && layerRate && v.kbps >= UP_MIN_RATIO * layerRate)
           upAt = s.wall;
         return upAt !== null && s.wall - upAt >= 1000;
@@ -513,7 +569,8 @@ async function measure(run) {
     f.bobWindow = {
       seconds: round((samples[iLift].bob.video.ts - samples[iLimit].bob.video.ts) / 1000),
       fps: round(bobWin.fps), kbps: round(bobWin.kbps, 0), freezes: bobWin.freezes,
-      freezeS: round(bobWin.freezeS, 2), openStallS: round(bobWin.openStallS, 2), freezeTotalS: round(bobWin.freezeTotalS, 2),
+      freezeS: round(bobWin.freezeS, 2), pauses: bobWin.pauses, pauseS: round(bobWin.pauseS, 2),
+      openStallS: round(bobWin.openStallS, 2), freezeTotalS: round(bobWin.freezeTotalS, 2),
     };
     const bv0 = samples[iLimit].bob.video;
     const bv1 = samples[iLift].bob.video;
@@ -555,14 +612,16 @@ async function measure(run) {
     const misses = result.misses;
 
     if (run.simulcast) {
-      f.warmLayerKbps = Object.fromEntries(Object.entries(warmRates).map(([k, v]) => [k, round(v, 0)]));
+      f.warmLayerKbps = Object.fromEntries(Object.entries(warmRates).filter(([k]) => k !== 'none').map(([k, v]) => [k, round(v, 0)]));
       f.layerSsrcs = encodings;
+      f.rankToEncoding = rankToEncoding(warmByProfile);
+      f.bestWaitS = bestWaitS;
       const best = bestProfiles(warmRates);
       f.bestProfiles = best;
       // Down: the first notification to bob after the limit naming a lower-bitrate layer.
       const before = samples[iLimit].sfuProfile.bob;
       f.bobProfileAtLimit = before;
-      const down = notes.find((n) => n.to === 'bob' && n.id === consumerIds.bob && n.at >= 0 && warmRates[n.profile] < warmRates[before]);
+      const down = notes.find((n) => n.to === 'bob' && n.id === consumerIds.bob && n.at >= 0 && n.profile !== 'none' && warmRates[n.profile] < warmRates[before]);
       f.switchDownS = down ? down.at : null;
       f.switchDownTo = down ? down.profile : null;
       // Only a layer that does not fit the link must be left (e.g. not 700 kbit/s at 1000).
@@ -573,10 +632,18 @@ async function measure(run) {
         misses.push(`bob: no move to a lower-bitrate layer within ${WINDOW_S} s of the ${run.limitKbps} kbit/s limit (needed within ${SWITCH_DOWN_S} s; he stayed on "${before}", ${round(warmRates[before], 0)} kbit/s)`);
       else if (down.at > SWITCH_DOWN_S)
         misses.push(`bob: moved down to "${down.profile}" after ${round(down.at)} s (needed within ${SWITCH_DOWN_S} s; ${round(down.at - SWITCH_DOWN_S)} s late)`);
-      // Carol: always on a best layer, and receiving it.
-      const carolProfiles = [...new Set(samples.map((s) => s.sfuProfile.carol))];
+      // Stopped ("none") while the lowest layer fits: the rule is to stop only when nothing fits.
+      const windowSamples = samples.slice(iLimit + 1, iLift + 1);
+      const stopped = notes.find((n) => n.to === 'bob' && n.id === consumerIds.bob && n.at >= 0 && n.profile === 'none');
+      f.bobStoppedS = windowSamples.filter((x) => x.sfuProfile.bob === 'none').length; // ~seconds
+      f.bobStoppedFirstAt = stopped ? stopped.at : null;
+      const lowest = Math.min(...Object.entries(warmRates).filter(([k]) => k !== 'none').map(([, v]) => v));
+      if (stopped && fits(lowest, run.limitKbps))
+        misses.push(`bob: video stopped ("none") from ${round(stopped.at)} s after the limit, for ~${f.bobStoppedS} s of ${WINDOW_S}, although the lowest layer (${round(lowest, 0)} kbit/s) fits ${run.limitKbps} kbit/s`);
+      // Carol: on a best layer all through the window, and receiving it.
+      const carolProfiles = [...new Set(samples.slice(iLimit, iLift + 1).map((x) => x.sfuProfile.carol))];
       const carolWin = decoding(samples, 'carol', iLimit, iLift);
-      const layerWin = profileRates(encodings, streamRates(samples[iLimit].alice, samples[iLift].alice));
+      const layerWin = byRank(profileRates(encodings, streamRates(samples[iLimit].alice, samples[iLift].alice)));
       const carolLayer = samples[iLift].sfuProfile.carol;
       f.carol = {
         profiles: carolProfiles, fps: round(carolWin.fps), kbps: round(carolWin.kbps, 0),
@@ -586,7 +653,7 @@ async function measure(run) {
       const notBest = carolProfiles.filter((p) => !best.includes(p));
       f.carolOnBest = notBest.length === 0 && f.carol.ratio !== null && f.carol.ratio >= CAROL_MIN_RATIO;
       if (notBest.length)
-        misses.push(`carol: on "${notBest.join('", "')}" (${notBest.map((p) => `${round(warmRates[p], 0)} kbit/s`).join(', ')}), not the best layer ("${best.join('" or "')}", ${round(bestRate(warmRates), 0)} kbit/s)`);
+        misses.push(`carol: on "${notBest.join('", "')}" (${notBest.map((p) => `${round(warmRates[p], 0)} kbit/s`).join(', ')}) during the window, not the best layer ("${best.join('" or "')}", ${round(bestRate(warmRates), 0)} kbit/s)`);
       if (f.carol.ratio === null || f.carol.ratio < CAROL_MIN_RATIO)
         misses.push(`carol: received ${f.carol.kbps} kbit/s of her layer's ${f.carol.layerKbps} kbit/s (ratio ${f.carol.ratio}, needed >= ${CAROL_MIN_RATIO})`);
       // Up.
@@ -618,9 +685,10 @@ async function measure(run) {
     if (run.simulcast) {
       // The decoding figures of the issue (single layer: reported only).
       if (bobWin.fps < MIN_FPS)
-        misses.push(`bob: decoded ${round(bobWin.fps)} frames/s over the ${f.bobWindow.seconds} s from the limit (needed >= ${MIN_FPS}; short by ${round(MIN_FPS - bobWin.fps)})`);
+        misses.push(`bob: decoded ${round(bobWin.fps)} frames/s over the ${f.bobWindow.seconds} s from the limit (needed >= ${MIN_FPS}; short by ${round(MIN_FPS - bobWin.fps)})` +
+          (f.bobStoppedS ? `; the SFU had stopped his video for ~${f.bobStoppedS} s` : ''));
       if (bobWin.freezeTotalS > MAX_FREEZE_S)
-        misses.push(`bob: frozen ${round(bobWin.freezeTotalS)} s over the ${f.bobWindow.seconds} s from the limit (${round(bobWin.freezeS)} s in ${bobWin.freezes} freezes + ${round(bobWin.openStallS)} s still frozen; allowed <= ${MAX_FREEZE_S}, over by ${round(bobWin.freezeTotalS - MAX_FREEZE_S)})`);
+        misses.push(`bob: frozen ${round(bobWin.freezeTotalS)} s over the ${f.bobWindow.seconds} s from the limit (${round(bobWin.freezeS)} s in ${bobWin.freezes} freezes + ${round(bobWin.pauseS)} s in ${bobWin.pauses} pauses of > 5 s + ${round(bobWin.openStallS)} s still frozen; allowed <= ${MAX_FREEZE_S}, over by ${round(bobWin.freezeTotalS - MAX_FREEZE_S)})`);
     }
     result.figures = f;
     result.timeline = samples.map((s, i) => describeSecond(s, samples[i - 1], encodings));
