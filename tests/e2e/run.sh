@@ -8,7 +8,9 @@
 #   ice-tcp.test.js:      pages given only the TCP candidates (Chromium + Chromium,
 #                         Chromium + Firefox): media both ways over ICE-TCP;
 #   impaired.test.js:     two Chromium pages with loss, delay and jitter on a leg, through
-#                         the impairment proxy target/release/sfu-netem.
+#                         the impairment proxy target/release/sfu-netem;
+#   bwe.test.js:          bandwidth adaptation: a simulcast (and a single-layer) Chromium
+#                         sender, one receiver behind a 400 / 300 kbit/s link (sfu-netem).
 # Needs target/release/libsfu.so and the Node binding (bindings/node/setup.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -16,6 +16,35 @@ const params = new URLSearchParams(location.search);
 const roomId = params.get('room') || 'demo';
 const peerName = params.get('peer') || `peer-${Math.floor(1000 + Math.random() * 9000)}`;
 
+// Options (the tests use them; the demo works without):
+//   simulcast=1       send the camera as three simulcast streams from a 1280x720 camera:
+//                     mediasoup-client's `simulcast` option with SIMULCAST_BITRATES, then
+//                     the streams' RTCRtpSender parameters set to those bitrates and to
+//                     1/4, 1/2 and full size (mediasoup-client 2.x's Chrome handlers ignore
+//                     the bitrates: Chromium would send all three at 1280x720, at about
+//                     3.9, 0.7 and 0.7 Mbit/s with its fake camera);
+//   simulcast=raw     the same without setting the parameters: what an unmodified
+//                     mediasoup-client 2.x app sends;
+//   camera=WxH        ask the camera for this size (e.g. camera=1280x720; default: the
+//                     browser's choice, 1280x720 with simulcast);
+//   send=none         join receive-only: no camera, no microphone;
+//   contentHint=H     the camera track's contentHint ("motion", "detail", "text"): how the
+//                     browser trades resolution for frame rate when bandwidth is short
+//                     ("detail" keeps the resolution).
+const SIMULCAST_BITRATES = { low: 150000, medium: 500000, high: 1500000 };
+const options = {
+  simulcast: { 1: 'scaled', raw: 'raw' }[params.get('simulcast')] || null,
+  camera: parseSize(params.get('camera')),
+  send: params.get('send') === 'none' ? 'none' : 'all',
+  contentHint: ['motion', 'detail', 'text'].includes(params.get('contentHint')) ? params.get('contentHint') : null,
+};
+if (options.simulcast && !options.camera) options.camera = { width: 1280, height: 720 };
+
+function parseSize(text) {
+  const m = /^(\d{2,4})x(\d{2,4})$/.exec(text || '');
+  return m ? { width: Number(m[1]), height: Number(m[2]) } : null;
+}
+
 const $ = (id) => document.getElementById(id);
 
 // ---------------------------------------------------------------------------
@@ -316,12 +345,20 @@ async function start() {
   $('room').textContent = roomId;
   setState('connecting');
 
-  try {
-    localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
-    $('local').srcObject = localStream;
-  } catch (error) {
-    console.warn('[demo] no camera/microphone, joining receive-only:', error);
-    $('local-info').textContent = `no camera/microphone (${error.name})`;
+  if (options.send === 'none') {
+    $('local-info').textContent = 'receive-only (send=none)';
+  } else {
+    try {
+      const video = options.camera
+        ? { width: { ideal: options.camera.width }, height: { ideal: options.camera.height } }
+        : true;
+      localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video });
+      if (options.contentHint) for (const t of localStream.getVideoTracks()) t.contentHint = options.contentHint;
+      $('local').srcObject = localStream;
+    } catch (error) {
+      console.warn('[demo] no camera/microphone, joining receive-only:', error);
+      $('local-info').textContent = `no camera/microphone (${error.name})`;
+    }
   }
 
   try {
@@ -358,15 +395,37 @@ async function start() {
   }
 }
 
-// Sends `track` in a new producer; `producers` lists it once the server accepted it.
+// Sends `track` in a new producer (video in simulcast with the simulcast option); `producers` lists
+// it once the server accepted it.
 async function produce(track) {
-  const producer = room.createProducer(track, undefined, { source: track.kind });
+  const simulcast = track.kind === 'video' && options.simulcast ? SIMULCAST_BITRATES : undefined;
+  const producer = room.createProducer(track, simulcast && { simulcast }, { source: track.kind });
   producer.on('close', () => {
     if (producers.get(track.kind) === producer) producers.delete(track.kind);
   });
   await producer.send(sendTransport);
+  if (simulcast && options.simulcast === 'scaled' && !producer.closed) await scaleSimulcast(producer);
   if (!producer.closed) producers.set(track.kind, producer);
   return producer;
+}
+
+// Sets the sizes and bitrates of a simulcast producer's streams on its RTCRtpSender. Its
+// encodings are in the order of the SIM group mediasoup-client wrote, which is also the
+// order of the profiles it gave them (low, medium, high).
+async function scaleSimulcast(producer) {
+  const pc = sendTransport.handler._pc;
+  const sender = pc.getSenders().find((s) => s.track === producer.track);
+  if (!sender) throw new Error('no RTCRtpSender for the simulcast producer');
+  const parameters = sender.getParameters();
+  const layers = [
+    { scaleResolutionDownBy: 4, maxBitrate: SIMULCAST_BITRATES.low },
+    { scaleResolutionDownBy: 2, maxBitrate: SIMULCAST_BITRATES.medium },
+    { scaleResolutionDownBy: 1, maxBitrate: SIMULCAST_BITRATES.high },
+  ];
+  if (parameters.encodings.length !== layers.length)
+    throw new Error(`${parameters.encodings.length} simulcast encodings, expected ${layers.length}`);
+  parameters.encodings.forEach((e, i) => Object.assign(e, layers[i]));
+  await sender.setParameters(parameters);
 }
 
 // ---------------------------------------------------------------------------
@@ -423,6 +482,7 @@ window.demo = {
   room,
   peerName,
   roomId,
+  options,
   get state() {
     return state;
   },
@@ -442,6 +502,18 @@ window.demo = {
   restartProducer,
   pauseConsumer,
   pauseProducer,
+  // The camera track's settings (its real width, height, frame rate), or null.
+  cameraSettings() {
+    const track = localStream && localStream.getVideoTracks()[0];
+    return track ? track.getSettings() : null;
+  },
+  // The encodings of our video RTCRtpSender (simulcast: one per stream), or null.
+  videoSenderEncodings() {
+    const producer = producers.get('video');
+    const pc = sendTransport && sendTransport.handler && sendTransport.handler._pc;
+    const sender = producer && pc && pc.getSenders().find((s) => s.track === producer.track);
+    return sender ? sender.getParameters().encodings : null;
+  },
 };
 
 // Invite link: same room, a new random peer name.

@@ -2,9 +2,11 @@
 // downloaded browser), headless, with fake camera and microphone:
 //   - chromium:    /usr/bin/chromium,    driven by playwright-core over CDP;
 //   - firefox:     /usr/bin/firefox-esr, driven by puppeteer-core over WebDriver BiDi.
-// launch(engine) gives { engine, version, newPeer(base, room, name), close() }; a peer is
-// one page of the demo in its own browser context (its own cookies, permissions, media)
-// with { name, engine, logs, evaluate(fn, arg), close() }, the same for both engines.
+// launch(engine) gives { engine, version, newPeer(base, room, name, options), close() }; a
+// peer is one page of the demo in its own browser context (its own cookies, permissions,
+// media) with { name, engine, logs, evaluate(fn, arg), close() }, the same for both engines.
+// `options` become the page's URL parameters (examples/web/src/app.js: simulcast, camera,
+// send), e.g. { simulcast: 1 } or { send: 'none' }.
 'use strict';
 
 const fs = require('node:fs');
@@ -67,7 +69,7 @@ async function launchChromium() {
   return {
     engine: 'chromium',
     version: browser.version(),
-    async newPeer(base, roomId, name) {
+    async newPeer(base, roomId, name, options = {}) {
       const context = await browser.newContext({ viewport: { width: 960, height: 480 } });
       const page = await context.newPage();
       page.setDefaultTimeout(15_000);
@@ -75,7 +77,7 @@ async function launchChromium() {
       page.on('console', (msg) => peer.log(`console.${msg.type()}`, msg.text()));
       page.on('pageerror', (error) => peer.log('pageerror', error.stack || String(error)));
       page.on('crash', () => peer.log('crash', 'page crashed'));
-      await page.goto(demoUrl(base, roomId, name), { timeout: 15_000 });
+      await page.goto(demoUrl(base, roomId, name, options), { timeout: 15_000 });
       return peer;
     },
     close: () => browser.close(),
@@ -97,7 +99,7 @@ async function launchFirefox() {
   return {
     engine: 'firefox',
     version: await browser.version(),
-    async newPeer(base, roomId, name) {
+    async newPeer(base, roomId, name, options = {}) {
       const context = await browser.createBrowserContext();
       const page = await context.newPage();
       page.setDefaultTimeout(15_000);
@@ -105,7 +107,7 @@ async function launchFirefox() {
       const peer = makePeer('firefox', name, page, () => context.close());
       page.on('console', (msg) => peer.log(`console.${msg.type()}`, msg.text()));
       page.on('pageerror', (error) => peer.log('pageerror', error.stack || String(error)));
-      await page.goto(demoUrl(base, roomId, name), { timeout: 15_000 });
+      await page.goto(demoUrl(base, roomId, name, options), { timeout: 15_000 });
       return peer;
     },
     // puppeteer's close() ends the WebDriver BiDi session and Firefox; if that hangs, kill
@@ -118,8 +120,10 @@ async function launchFirefox() {
   };
 }
 
-function demoUrl(base, roomId, name) {
-  return `${base}/?room=${encodeURIComponent(roomId)}&peer=${encodeURIComponent(name)}`;
+function demoUrl(base, roomId, name, options = {}) {
+  const query = new URLSearchParams({ room: roomId, peer: name });
+  for (const [key, value] of Object.entries(options)) query.set(key, String(value));
+  return `${base}/?${query}`;
 }
 
 function makePeer(engine, name, page, closeContext) {

@@ -171,6 +171,84 @@ function videoOutbound(peer) {
   );
 }
 
+// Everything `peer` receives from `from`, in one getStats round: the live video consumer's
+// inbound-rtp figures (INBOUND_FIELDS, by the consumer's SSRC) with the consumer's id and
+// its effective simulcast profile as mediasoup-client knows it (consumerEffectiveProfileChanged
+// updates it), and the audio consumer's packets and bytes. `ts` is the stats' timestamp (ms,
+// the page's clock): rates are computed between two samples of the same page.
+function inboundFrom(peer, from) {
+  return peer.evaluate(
+    async ({ from, fields }) => {
+      const out = { video: null, audio: null };
+      const remote = window.demo.room.peers.find((p) => p.name === from && !p.closed);
+      const t = window.demo.room.transports.find((x) => x.direction === 'recv' && !x.closed);
+      const pc = t && t.handler && t.handler._pc;
+      if (!remote || !pc) return out;
+      for (const consumer of remote.consumers) {
+        if (consumer.closed || !consumer.track || out[consumer.kind]) continue;
+        const receiver = pc.getReceivers().find((r) => r.track === consumer.track);
+        if (!receiver) continue;
+        const enc = (consumer.rtpParameters.encodings || [])[0] || {};
+        let found = null;
+        (await receiver.getStats()).forEach((r) => {
+          if (r.type === 'inbound-rtp' && (enc.ssrc === undefined || r.ssrc === enc.ssrc)) found = r;
+        });
+        if (!found) continue;
+        const o = {
+          consumerId: consumer.id,
+          paused: consumer.paused,
+          effectiveProfile: consumer.effectiveProfile,
+          preferredProfile: consumer.preferredProfile,
+          ts: found.timestamp,
+        };
+        for (const f of consumer.kind === 'video' ? fields : ['ssrc', 'packetsReceived', 'bytesReceived', 'packetsLost'])
+          if (found[f] !== undefined) o[f] = found[f];
+        out[consumer.kind] = o;
+      }
+      return out;
+    },
+    { from, fields: INBOUND_FIELDS }
+  );
+}
+
+// `peer`'s video producer, stream by stream (a simulcast producer has one outbound-rtp per
+// SSRC): { producerId, encodings: [{ ssrc, profile }] as sent to the server, streams:
+// [{ ssrc, ts, ...OUTBOUND_FIELDS }], availableOutgoingBitrate: the send transport's
+// estimate (bit/s) or null }, or null without a video producer.
+function outboundStreams(peer) {
+  return peer.evaluate(
+    async ({ fields }) => {
+      const producer = window.demo.room.producers.find((p) => p.kind === 'video' && !p.closed);
+      const t = window.demo.room.transports.find((x) => x.direction === 'send' && !x.closed);
+      const pc = t && t.handler && t.handler._pc;
+      if (!producer || !pc) return null;
+      const encodings = ((producer.rtpParameters && producer.rtpParameters.encodings) || []).map((e) => ({
+        ssrc: e.ssrc,
+        profile: e.profile || null,
+      }));
+      const streams = [];
+      const report = await pc.getStats();
+      // The send transport's bandwidth estimate (it follows REMB / transport-cc feedback).
+      let availableOutgoingBitrate = null;
+      report.forEach((r) => {
+        if (r.type === 'transport' && r.selectedCandidatePairId) {
+          const pair = report.get(r.selectedCandidatePairId);
+          if (pair && typeof pair.availableOutgoingBitrate === 'number') availableOutgoingBitrate = pair.availableOutgoingBitrate;
+        }
+      });
+      report.forEach((r) => {
+        if (r.type !== 'outbound-rtp' || r.kind !== 'video') return;
+        const o = { ts: r.timestamp };
+        for (const f of [...fields, 'rid', 'active', 'encoderImplementation', 'scalabilityMode'])
+          if (r[f] !== undefined) o[f] = r[f];
+        streams.push(o);
+      });
+      return { producerId: producer.id, encodings, streams, availableOutgoingBitrate };
+    },
+    { fields: OUTBOUND_FIELDS }
+  );
+}
+
 // Diagnostics for a failure: each page's state, what it receives, its transports' pairs,
 // its console; the host's output (last lines).
 async function diagnostics(peers, h) {
@@ -213,5 +291,7 @@ module.exports = {
   selectedPairs,
   videoInbound,
   videoOutbound,
+  inboundFrom,
+  outboundStreams,
   diagnostics,
 };
