@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! sfu-load run --scenario smoke|fanout|meeting|audio|churn [--workers N] [--out FILE.json] [options]
-//! sfu-load run --half-knee RAMP.json [--out FILE.json] [options]
+//! sfu-load run --half-knee RAMP.json[,RAMP2.json...] [--out FILE.json] [options]
 //! sfu-load report --out-dir DIR FILE.json...
 //! ```
 //!
@@ -57,6 +57,8 @@ struct Opts {
     loss_limit: f64,
     no_bare: bool,
     workers: usize,
+    /// Which repetition of the benchmark this run is (`--round`, for the report).
+    round: u64,
     /// A ramp's result file: measure one step at half its knee (see `half_knee_step`).
     half_knee: Option<String>,
     sfu_config: Option<String>,
@@ -76,7 +78,7 @@ fn usage() -> ! {
     eprintln!(
         "usage:\n  sfu-load run --scenario smoke|fanout|meeting|audio|churn [--workers N] [--out FILE.json] [--steps 10,100,...]\n\
          \x20          [--measure SECS] [--bare SECS] [--budget SECS] [--speakers N] [--cycles N] [--churn-peers N]\n\
-         \x20          [--loss-limit PCT] [--no-bare] [--sfu-config JSON] [--half-knee RAMP.json]\n  sfu-load report --out-dir DIR FILE.json..."
+         \x20          [--loss-limit PCT] [--no-bare] [--sfu-config JSON] [--round K]\n  sfu-load run --half-knee RAMP.json[,RAMP2.json...] [options]\n  sfu-load report --out-dir DIR FILE.json..."
     );
     std::process::exit(2)
 }
@@ -147,6 +149,7 @@ fn parse_run(a: &[String]) -> Opts {
         loss_limit: 1.0,
         no_bare: false,
         workers: 1,
+        round: 1,
         half_knee: None,
         sfu_config: None,
     };
@@ -169,6 +172,7 @@ fn parse_run(a: &[String]) -> Opts {
             "--no-bare" => o.no_bare = true,
             "--sfu-config" => o.sfu_config = Some(it.next().cloned().unwrap_or_else(|| usage())),
             "--workers" => o.workers = it.next().and_then(|s| s.parse().ok()).filter(|n| *n >= 1).unwrap_or_else(|| usage()),
+"--round" => o.round = it.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| usage()),
             "--half-knee" => o.half_knee = Some(it.next().cloned().unwrap_or_else(|| usage())),
             _ => usage(),
         }
@@ -186,9 +190,20 @@ impl Opts {
 /// Half the knee is half the forwarded packet rate of the last step under the loss
 /// limit: half the consumers of a fan-out or audio room; in an N x N meeting (rate
 /// ~ N(N-1)) the N whose rate is nearest half.
-fn half_knee_step(file: &str) -> Result<(String, usize, usize, usize), String> {
-    let t = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
-    let r: Value = serde_json::from_str(&t).map_err(|e| format!("{file}: {e}"))?;
+///
+/// `files`: one ramp, or several (comma-separated) of the same scenario and worker
+/// count (rounds): the one with the highest knee is used, as interference from other
+/// work on the machine only ever lowers a knee.
+fn half_knee_step(files: &str) -> Result<(String, usize, usize, usize), String> {
+    let mut best: Option<Value> = None;
+    for file in files.split(',') {
+        let t = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+        let r: Value = serde_json::from_str(&t).map_err(|e| format!("{file}: {e}"))?;
+        if best.as_ref().is_none_or(|b| report::knee_key(&r) > report::knee_key(b)) {
+            best = Some(r);
+        }
+    }
+    let r = best.ok_or("no ramp")?;
     let scen = r["scenario"].as_str().ok_or("no scenario")?.to_string();
     let workers = r["workers"].as_u64().unwrap_or(1) as usize;
     let k = r["knee"]["last_under"].as_u64().ok_or("no step under the loss limit")? as usize;
@@ -528,6 +543,8 @@ struct Step {
     gen_ns: u64,
     gen_media_ns: u64,
     machine_busy: f64,
+    /// CPU of this process (SFU + generator) over the window, in cores.
+    own_cores: f64,
     drops_sfu: u64,
     drops_gen: u64,
     lat_p50_us: f64,
@@ -581,7 +598,8 @@ impl Step {
             "sfu_worker_runqueue_wait_s": self.sfu_worker_wait_ns as f64 / 1e9,
             "sfu_core_utilisation": self.sfu_cpu_ns as f64 / 1e9 / self.secs,
             "gen_cpu_s": self.gen_ns as f64 / 1e9, "gen_media_utilisation": self.gen_media_ns as f64 / 1e9 / self.secs,
-            "machine_busy_cores": self.machine_busy,
+            "machine_busy_cores": self.machine_busy, "own_process_cores": self.own_cores,
+            "other_processes_cores": (self.machine_busy - self.own_cores).max(0.0),
             "udp_drops_sfu": self.drops_sfu, "udp_drops_gen": self.drops_gen,
             "pps_per_sfu_core": self.pps_per_core(), "sfu_us_per_out_packet": self.sfu_ns_per_out() / 1000.0,
             "bare": self.bare.as_ref().map(|b| json!({"pubs": b.pubs, "fanout": b.fanout, "in_packets": b.in_pkts,
@@ -653,6 +671,7 @@ impl Gen {
         s.gen_media_ns = c1.gen_media.saturating_sub(c0.gen_media);
         let hz = 100.0; // USER_HZ
         s.machine_busy = (m1.0 - m0.0) as f64 / hz / s.secs;
+        s.own_cores = c1.total.saturating_sub(c0.total) as f64 / 1e9 / s.secs;
         s.drops_sfu = d1.0.iter().sum::<u64>() - d0.0.iter().sum::<u64>();
         s.drops_gen = d1.1 - d0.1;
         let tr = self.transports_per_worker();
@@ -722,7 +741,7 @@ fn print_progress(started: &Instant, s: &Step) {
                 )
             })
             .collect();
-        println!("          {} | machine busy {:.2} cores", w.join(" | "), s.machine_busy);
+        println!("          {} | machine busy {:.2} cores (other processes {:.2})", w.join(" | "), s.machine_busy, (s.machine_busy - s.own_cores).max(0.0));
     }
     let bare = s.bare.as_ref().map(|b| format!("{:.2}", b.ns_per_out / 1000.0)).unwrap_or("-".into());
     let ratio = s.ratio().map(|r| format!("{r:.2}x")).unwrap_or("-".into());
@@ -774,7 +793,7 @@ fn limit_reason(s: &Step) -> String {
     }
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
     if s.machine_busy > 0.9 * cpus {
-        r.push(format!("machine busy {:.2} of {cpus} cores", s.machine_busy));
+        r.push(format!("machine busy {:.2} of {cpus} cores ({:.2} by other processes)", s.machine_busy, (s.machine_busy - s.own_cores).max(0.0)));
     }
     if s.drops_sfu > 0 {
         r.push(format!("{} datagrams dropped at the SFU socket (input queue overflow)", s.drops_sfu));
@@ -974,6 +993,7 @@ fn run(o: &Opts) -> bool {
     let result = json!({
         "scenario": scen,
         "workers": o.workers,
+        "round": o.round,
         "half_knee_of": o.half_knee,
         "sfu_config": o.config(),
         "measure_secs": o.measure.as_secs_f64(),

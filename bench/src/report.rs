@@ -91,9 +91,29 @@ pub fn table(results: &[Value]) -> String {
     t
 }
 
-/// The ramp of `scen` at `workers`, if any.
+/// Orders ramps by knee: the last step under the loss limit, then the best rate under it.
+pub fn knee_key(r: &Value) -> (u64, f64) {
+    (r["knee"]["last_under"].as_u64().unwrap_or(0), best_rate(r).unwrap_or(0.0))
+}
+
+/// Every ramp (round) of `scen` at `workers`, in round order.
+fn rounds<'a>(results: &'a [Value], scen: &str, workers: u64) -> Vec<&'a Value> {
+    let mut v: Vec<&Value> = results.iter().filter(|r| r["scenario"] == scen && workers_of(r) == workers && !is_half(r)).collect();
+    v.sort_by_key(|r| r["round"].as_u64().unwrap_or(1));
+    v
+}
+
+/// The ramp of `scen` at `workers` that the tables show: of several rounds, the one
+/// with the highest knee (interference from other work on the machine only ever
+/// lowers a knee).
 fn ramp<'a>(results: &'a [Value], scen: &str, workers: u64) -> Option<&'a Value> {
-    results.iter().find(|r| r["scenario"] == scen && workers_of(r) == workers && !is_half(r))
+    rounds(results, scen, workers).into_iter().reduce(|a, b| if knee_key(b) > knee_key(a) { b } else { a })
+}
+
+/// Mean of a step field over a ramp's steps.
+fn mean_of(r: &Value, key: &str) -> Option<f64> {
+    let v: Vec<f64> = r["steps"].as_array()?.iter().filter_map(|s| s[key].as_f64()).collect();
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
 fn half<'a>(results: &'a [Value], scen: &str, workers: u64) -> Option<&'a Value> {
@@ -147,6 +167,7 @@ pub fn summary(results: &[Value]) -> String {
     let _ = writeln!(t, "**Knee and scaling** (knee: consumers at the last step under the loss limit / the first over; rate: the highest forwarded packets/s of a step under the limit)\n");
     let _ = writeln!(t, "| scenario | knee, {lo} worker | knee, {hi} workers | knee ratio | pkt/s < limit, {lo} worker | pkt/s < limit, {hi} workers | rate ratio | what stopped the {hi}-worker ramp |");
     let _ = writeln!(t, "|---|---|---|---|---|---|---|---|");
+    let nrounds = results.iter().filter_map(|r| r["round"].as_u64()).max().unwrap_or(1);
     for scen in SCENARIOS {
         let (Some(a), Some(b)) = (ramp(results, scen, lo), ramp(results, scen, hi)) else { continue };
         let bound = if b["knee"]["first_over"].is_null() { "≥ " } else { "" };
@@ -169,11 +190,31 @@ pub fn summary(results: &[Value]) -> String {
             b["knee"]["reason"].as_str().unwrap_or("")
         );
     }
+    if nrounds > 1 {
+        let _ = writeln!(t, "\nEvery round (the tables show the round with the highest knee per scenario and worker count):\n");
+        let _ = writeln!(t, "| scenario | workers | round | knee | pkt/s < limit | machine busy, mean of steps (cores) | other processes, mean of steps (cores) |");
+        let _ = writeln!(t, "|---|---|---|---|---|---|---|");
+        for scen in SCENARIOS {
+            for w in &ws {
+                for r in rounds(results, scen, *w) {
+                    let _ = writeln!(
+                        t,
+                        "| {scen} | {w} | {} | {} | {} | {} | {} |",
+                        r["round"].as_u64().unwrap_or(1),
+                        knee_text(r),
+                        best_rate(r).map(|x| format!("{x:.0}")).unwrap_or("-".into()),
+                        mean_of(r, "machine_busy_cores").map(|x| format!("{x:.2}")).unwrap_or("-".into()),
+                        mean_of(r, "other_processes_cores").map(|x| format!("{x:.2}")).unwrap_or("-".into()),
+                    );
+                }
+            }
+        }
+    }
 
     // Cost per forwarded packet.
     let _ = writeln!(t, "\n**Cost per forwarded packet** (SFU CPU = all SFU threads; bare = the bare data path measured right before the step)\n");
-    let _ = writeln!(t, "| scenario | workers | step | SFU µs/pkt | bare µs/pkt | SFU/bare | pkt/s per SFU core | SFU CPU (cores) | generator media thread (cores) | machine busy (cores) |");
-    let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(t, "| scenario | workers | step | SFU µs/pkt | bare µs/pkt | SFU/bare | pkt/s per SFU core | SFU CPU (cores) | generator media thread (cores) | machine busy (cores) | other processes (cores) |");
+    let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|---|");
     for scen in SCENARIOS {
         for w in &ws {
             let Some(r) = ramp(results, scen, *w) else { continue };
@@ -191,7 +232,7 @@ pub fn summary(results: &[Value]) -> String {
             for s in rows {
                 let _ = writeln!(
                     t,
-                    "| {scen} | {w} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {scen} | {w} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     s["label"].as_str().unwrap_or(""),
                     f(&s["sfu_us_per_out_packet"], 2),
                     f(&s["bare"]["us_per_out_packet"], 2),
@@ -200,6 +241,7 @@ pub fn summary(results: &[Value]) -> String {
                     f(&s["sfu_core_utilisation"], 2),
                     f(&s["gen_media_utilisation"], 2),
                     f(&s["machine_busy_cores"], 2),
+                    f(&s["other_processes_cores"], 2),
                 );
             }
         }
@@ -249,24 +291,26 @@ pub fn summary(results: &[Value]) -> String {
         }
     }
     for w in &ws {
-        let Some(r) = results.iter().find(|r| r["scenario"] == "churn" && workers_of(r) == *w) else { continue };
-        let c = &r["extra"]["churn"];
-        let _ = writeln!(
-            t,
-            "\n- churn, {w} worker(s): {} cycles of {} peers joining and leaving; SFU heap {:.1} kB per consumer peer while in; after-leave drift {:+.1} kB from cycle 1 to the last (baseline {:.2} MB).",
-            c["cycles"].as_array().map(|a| a.len()).unwrap_or(0),
-            c["cycles"][0]["peers"],
-            c["mean_sfu_heap_per_consumer_peer"].as_f64().unwrap_or(0.0) / 1e3,
-            c["drift_bytes"].as_f64().unwrap_or(0.0) / 1e3,
-            c["baseline_sfu_heap"].as_f64().unwrap_or(0.0) / 1e6
-        );
+        for r in rounds(results, "churn", *w) {
+            let c = &r["extra"]["churn"];
+            let _ = writeln!(
+                t,
+                "\n- churn, {w} worker(s), round {}: {} cycles of {} peers joining and leaving; SFU heap {:.1} kB per consumer peer while in; after-leave drift {:+.1} kB from cycle 1 to the last (baseline {:.2} MB).",
+                r["round"].as_u64().unwrap_or(1),
+                c["cycles"].as_array().map(|a| a.len()).unwrap_or(0),
+                c["cycles"][0]["peers"],
+                c["mean_sfu_heap_per_consumer_peer"].as_f64().unwrap_or(0.0) / 1e3,
+                c["drift_bytes"].as_f64().unwrap_or(0.0) / 1e3,
+                c["baseline_sfu_heap"].as_f64().unwrap_or(0.0) / 1e6
+            );
+        }
     }
 
     // Spread over the workers.
     if hi > 1 {
         let _ = writeln!(t, "\n**{hi} workers: receive transports and time per worker** (per worker, \"w0 / w1\"; CPU and run-queue wait from /proc per thread; busy from the library's `sfu_worker_busy_seconds_total`, the gauge is `sfu_worker_busy_ratio` at the window's end)\n");
-        let _ = writeln!(t, "| scenario | step | home worker (send transports) | recv transports | CPU (cores) | waited for a CPU (share of window) | busy (share) | busy ratio gauge | hand-off drops | socket drops | generator media thread (cores) | machine busy (cores) |");
-        let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(t, "| scenario | step | home worker (send transports) | recv transports | CPU (cores) | waited for a CPU (share of window) | busy (share) | busy ratio gauge | hand-off drops | socket drops | generator media thread (cores) | machine busy (cores) | other processes (cores) |");
+        let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for scen in SCENARIOS.iter().copied().chain(["smoke"]) {
             let Some(r) = ramp(results, scen, hi) else { continue };
             let mut rows: Vec<&Value> = Vec::new();
@@ -284,7 +328,7 @@ pub fn summary(results: &[Value]) -> String {
                     .unwrap_or_default();
                 let _ = writeln!(
                     t,
-                    "| {scen} | {} | {home} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {scen} | {} | {home} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     s["label"].as_str().unwrap_or(""),
                     per_worker(s, "recv_transports", 1.0, 0),
                     per_worker(s, "cpu_s", 1.0 / secs, 2),
@@ -295,6 +339,7 @@ pub fn summary(results: &[Value]) -> String {
                     per_worker(s, "udp_drops", 1.0, 0),
                     f(&s["gen_media_utilisation"], 2),
                     f(&s["machine_busy_cores"], 2),
+                    f(&s["other_processes_cores"], 2),
                 );
             }
         }
@@ -331,11 +376,16 @@ pub fn report(files: &[String], out_dir: &str) -> Result<(), String> {
     std::fs::write(format!("{out_dir}/results.json"), serde_json::to_string_pretty(&all).unwrap()).map_err(|e| e.to_string())?;
     let mut md = summary(&results);
     for w in worker_counts(&results) {
-        let of: Vec<Value> = results.iter().filter(|r| workers_of(r) == w && r["scenario"] != "churn").cloned().collect();
+        let mut of: Vec<Value> = Vec::new();
+        for scen in SCENARIOS.iter().copied().chain(["smoke"]) {
+            of.extend(ramp(&results, scen, w).cloned());
+            of.extend(half(&results, scen, w).cloned());
+        }
         let _ = write!(md, "\n**Every step, {w} worker{}**\n\n{}", if w == 1 { "" } else { "s" }, table(&of));
     }
     md.push('\n');
-    md.push_str(&knees(&results));
+    let shown: Vec<Value> = worker_counts(&results).iter().flat_map(|w| SCENARIOS.iter().filter_map(|s| ramp(&results, s, *w).cloned()).collect::<Vec<_>>()).collect();
+    md.push_str(&knees(&shown));
     std::fs::write(format!("{out_dir}/table.md"), &md).map_err(|e| e.to_string())?;
     println!("{md}");
     plot(&results, out_dir);

@@ -21,6 +21,8 @@ pub struct CpuSample {
     pub generator: u64,
     /// The generator's media thread(s) alone (`gen-media*`).
     pub gen_media: u64,
+    /// Every thread of this process.
+    pub total: u64,
     /// Per thread (tid -> (comm, ns)), for the debug dump.
     pub threads: HashMap<u32, (String, u64)>,
 }
@@ -45,6 +47,7 @@ pub fn cpu_sample() -> CpuSample {
         let mut f = st.split_whitespace().map(|v| v.parse::<u64>().unwrap_or(0));
         let ns = f.next().unwrap_or(0);
         let wait = f.next().unwrap_or(0);
+        s.total += ns;
         if let Some(n) = comm.strip_prefix("sfu-worker") {
             s.sfu_worker += ns;
             s.sfu_worker_wait += wait;
