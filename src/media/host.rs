@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use str0m::config::Fingerprint;
 use str0m::media::KeyframeRequestKind;
-use str0m::rtp::ExtensionValues;
+use str0m::rtp::{ExtensionValues, Vp8Patch};
 
 use str0m::IceCreds;
 
@@ -559,6 +559,16 @@ impl MediaHost {
         self.with_rtc(now, key, |m| m.set_bitrate(now, minimum, desired, out));
     }
 
+    /// A consumer's stream forgets the packets it has queued and could resend (it
+    /// changed layers). In order with the packets written after it, on a remote engine too.
+    pub fn forget_queued(&mut self, now: Instant, key: TransportKey, mid: &str, out: &mut Outbox) {
+        if self.is_remote(key) {
+            self.push_to(key.engine_worker(), CrossItem::Op(EngineOp::ForgetQueued { key, mid: mid.to_string() }));
+            return;
+        }
+        self.with_rtc(now, key, |m| m.forget_queued(now, mid, out));
+    }
+
     /// Queue one RTP packet on a consumer's stream. A WebRTC engine is driven (and the
     /// packet sent) at the next timeout handling, once for all packets written to it until
     /// then; a plain transport sends it at once.
@@ -575,10 +585,11 @@ impl MediaHost {
         marker: bool,
         ext: ExtensionValues,
         payload: Arc<[u8]>,
+        vp8: Option<Vp8Patch>,
         out: &mut Outbox,
     ) -> bool {
         if self.is_remote(key) {
-            let w = RemoteWrite { key, ssrc, pt, seq, ts, wallclock, marker, ext, payload };
+            let w = RemoteWrite { key, ssrc, pt, seq, ts, wallclock, marker, ext, payload, vp8 };
             self.push_to(key.engine_worker(), CrossItem::Write(w));
             return true;
         }
@@ -588,7 +599,7 @@ impl MediaHost {
         let len = payload.len() as u64;
         let sent = match &mut e.media {
             Media::Rtc(m) => {
-                let sent = m.write_rtp(now, ssrc, pt, seq, ts, wallclock, marker, ext, payload, out);
+                let sent = m.write_rtp(now, ssrc, pt, seq, ts, wallclock, marker, ext, payload, vp8, out);
                 if sent {
                     self.pending_writes += 1;
                     if !e.due {
@@ -655,8 +666,8 @@ impl MediaHost {
                 if self.is_remote(w.key) {
                     return; // not ours: a bug elsewhere, never a reason to loop
                 }
-                let RemoteWrite { key, ssrc, pt, seq, ts, wallclock, marker, ext, payload } = w;
-                self.write_rtp(now, key, ssrc, pt, seq, ts, wallclock, marker, ext, payload, out);
+                let RemoteWrite { key, ssrc, pt, seq, ts, wallclock, marker, ext, payload, vp8 } = w;
+                self.write_rtp(now, key, ssrc, pt, seq, ts, wallclock, marker, ext, payload, vp8, out);
                 return;
             }
             CrossItem::Op(op) => op,
@@ -689,6 +700,8 @@ impl MediaHost {
                 self.set_bitrate(now, key, minimum, desired, out)
             }
             EngineOp::SetBitrate { .. } => {}
+            EngineOp::ForgetQueued { key, mid } if !self.is_remote(key) => self.forget_queued(now, key, &mid, out),
+            EngineOp::ForgetQueued { .. } => {}
             EngineOp::Snapshot { key } => {
                 let (Some(st), Some(e)) = (self.stats(key), self.engines.get(&key)) else { return };
                 if key.home_worker() != self.worker {

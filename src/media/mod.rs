@@ -17,6 +17,7 @@ mod rtcp;
 mod rtp_peek;
 mod tally;
 pub mod transport;
+pub mod vp8_ids;
 
 use std::net::SocketAddr;
 use std::time::Duration;

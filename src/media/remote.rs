@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use str0m::config::Fingerprint;
-use str0m::rtp::ExtensionValues;
+use str0m::rtp::{ExtensionValues, Vp8Patch};
 use str0m::IceCreds;
 
 use super::{MediaEnv, MediaEvent};
@@ -76,6 +76,7 @@ pub enum EngineOp {
     Snapshot { key: TransportKey },
     /// What the engine's bandwidth estimator keeps up and probes for (bits per second).
     SetBitrate { key: TransportKey, minimum: u64, desired: u64 },
+    ForgetQueued { key: TransportKey, mid: String },
     /// Every engine of a room (worker `home`, slot `slot`) that failed.
     CloseOwner { home: usize, slot: RoomSlot },
 }
@@ -94,6 +95,8 @@ pub struct RemoteWrite {
     pub ext: ExtensionValues,
     /// Shared with every other consumer of the packet: never copied.
     pub payload: Arc<[u8]>,
+    /// VP8 descriptor bytes of this consumer's numbering (`vp8_ids.rs`).
+    pub vp8: Option<Vp8Patch>,
 }
 
 /// One item from a worker to another.
@@ -186,6 +189,7 @@ mod tests {
                 marker: false,
                 ext: ExtensionValues::default(),
                 payload: Arc::from(&[1u8, 2, 3][..]),
+                vp8: None,
             }),
             CrossItem::Events { slot: RoomSlot(0), key, evs: vec![MediaEvent::Connected] },
         ];

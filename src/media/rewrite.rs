@@ -39,6 +39,8 @@ pub struct ConsumerForwarding {
     probation: Option<u64>,
     /// Simulcast: the encoding currently forwarded.
     pub layer: Option<u32>,
+    /// Simulcast VP8: picture numbering continuous across layer switches.
+    pub vp8: super::vp8_ids::Vp8Continuity,
 }
 
 impl ConsumerForwarding {

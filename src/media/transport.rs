@@ -21,9 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::config::Fingerprint;
-use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
+use str0m::media::{Direction as MediaDirection, KeyframeRequestKind, MediaKind, Mid};
 use str0m::net::{Protocol, Receive, TcpType};
-use str0m::rtp::{ExtensionMap, ExtensionValues, RtpWrite, SeqNo, Ssrc};
+use str0m::rtp::{ExtensionMap, ExtensionValues, RtpWrite, SeqNo, Ssrc, Vp8Patch};
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcConfig};
 
@@ -472,6 +472,25 @@ impl TransportMedia {
         });
     }
 
+    /// Forget what a consumer's stream has queued and could resend: it moved to another
+    /// simulcast layer (or stopped), and the old layer's packets, still paced out or
+    /// resent on NACK, would take the link's room from the new layer's keyframe
+    /// (docs/ARCHITECTURE.md, "Bandwidth adaptation"). str0m empties a stream's send
+    /// queue, resends and cache when its media stops sending: the consumer's media
+    /// (its own mid) is made inactive and at once sending again; no SDP is involved.
+    pub fn forget_queued(&mut self, now: Instant, mid: &str, out: &mut Outbox) {
+        let mid: Mid = mid.into();
+        self.with_rtc(now, out, |rtc| {
+            let Some(dir) = rtc.media(mid).map(|m| m.direction()) else { return Ok(()) };
+            if dir.is_sending() {
+                let mut api = rtc.sdp_api();
+                api.set_direction(mid, MediaDirection::Inactive);
+                api.set_direction(mid, dir);
+            }
+            Ok(())
+        });
+    }
+
     /// Queue one RTP packet on a declared outgoing stream. str0m sends queued packets
     /// when it is next driven: its deadline is now, and the host drives every such
     /// transport once at the end of the input batch (docs/ARCHITECTURE.md, "str0m and
@@ -488,6 +507,7 @@ impl TransportMedia {
         marker: bool,
         ext: ExtensionValues,
         payload: Arc<[u8]>,
+        vp8: Option<Vp8Patch>,
         out: &mut Outbox,
     ) -> bool {
         if self.closed {
@@ -507,12 +527,14 @@ impl TransportMedia {
         // without RTX exist: a peer without RTX in its capabilities, or
         // `rtpSettings.useRtx: false`, while browsers still NACK.
         let nackable = stream.rtx().is_some();
-        stream.write_rtp(
-            RtpWrite::new(pt.into(), SeqNo::from(seq), ts, wallclock, payload)
-                .marker(marker)
-                .ext_vals(ext)
-                .nackable(nackable),
-        );
+        let mut w = RtpWrite::new(pt.into(), SeqNo::from(seq), ts, wallclock, payload)
+            .marker(marker)
+            .ext_vals(ext)
+            .nackable(nackable);
+        if let Some(p) = vp8 {
+            w = w.vp8_patch(p);
+        }
+        stream.write_rtp(w);
         drop(api);
         // A write is a mutation: drain (str0m answers with a Timeout that is due now and
         // sends the packet when driven at that deadline).

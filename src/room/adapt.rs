@@ -179,6 +179,10 @@ impl Room {
             let change = c.choice.decide(now, ranked, *cap, *share);
             if let Some(l) = c.choice.target {
                 current += ranked.iter().find(|r| r.0 == l).map_or(0, |r| r.1);
+            } else if c.choice.stopped {
+                // Probe for the lowest layer: the engine pads up to it (never above its
+                // estimate), so the estimate can grow back to where the layer fits.
+                current += ranked.first().map_or(0, |r| with_margin(r.1));
             }
             if let Some(ch) = change {
                 let (id, peer) = (self.id.clone(), c.peer.clone());
@@ -201,11 +205,22 @@ impl Room {
                     }
                 }
                 Some(Change::Stop) => {
-                    // A restart starts afresh, at a keyframe of the chosen layer.
+                    // A restart starts afresh, at a keyframe of the chosen layer; nothing
+                    // sent before is resent.
                     c.fwd.layer = None;
+                    if let Some(ctk) = c.transport {
+                        cx.media.forget_queued(now, ctk, &super::forward::consumer_mid(*cid), cx.out);
+                    }
                     self.effective_changed(cx, *cid, "none");
                 }
-                None => {}
+                None => {
+                    // Layers are named by measured rank, and ranks move as a browser's
+                    // layers ramp up: the consumer's peer hears of a new name.
+                    let (pk, fwd) = (c.producer, c.fwd.layer);
+                    if let Some(name) = fwd.filter(|_| ranked.len() > 1).and_then(|l| self.layer_name(pk, l, now)) {
+                        self.effective_changed(cx, *cid, &name);
+                    }
+                }
             }
         }
         for pk in single_layer {

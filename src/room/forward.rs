@@ -212,6 +212,7 @@ impl Room {
         }
         let clock_rate = codec.clock_rate;
         let simulcast = p.mapping.encodings.len() > 1;
+        let simulcast_vp8 = simulcast && codec.name.eq_ignore_ascii_case("vp8");
         // Padding (no payload) is never forwarded: the consumers' numbering skips it.
         let padding = pkt.payload.is_empty();
         let keyframe = simulcast && !padding && keyframe::is_keyframe(&codec.name, &pkt.payload);
@@ -246,6 +247,13 @@ impl Room {
                         if c.fwd.layer.is_some() || c.choice.target.is_some() {
                             switched.push(*cid);
                         }
+                        if c.fwd.layer.is_some() {
+                            // The old layer's packets are of no use past this keyframe.
+                            cx.media.forget_queued(cx.now, ctk, &consumer_mid(*cid), cx.out);
+                        }
+                        if keyframe {
+                            c.fwd.vp8.rebase();
+                        }
                         c.fwd.layer = Some(layer);
                         c.fwd.source_changed();
                     }
@@ -262,6 +270,7 @@ impl Room {
             let Some((seq, ts)) = c.fwd.rewrite(pkt.seq, pkt.timestamp, pkt.arrival, clock_rate) else {
                 continue;
             };
+            let vp8 = if simulcast_vp8 { c.fwd.vp8.patch(&pkt.payload) } else { None };
             let sent = cx.media.write_rtp(
                 cx.now,
                 ctk,
@@ -273,6 +282,7 @@ impl Room {
                 pkt.marker,
                 ext.clone(),
                 pkt.payload.clone(),
+                vp8,
                 cx.out,
             );
             if sent {
