@@ -559,6 +559,16 @@ impl MediaHost {
         self.with_rtc(now, key, |m| m.set_bitrate(now, minimum, desired, out));
     }
 
+    /// Restart a receive transport's estimator from `estimate` (bit/s): it probes again
+    /// as at start-up.
+    pub fn restart_bwe(&mut self, now: Instant, key: TransportKey, estimate: u64, out: &mut Outbox) {
+        if self.is_remote(key) {
+            self.push_to(key.engine_worker(), CrossItem::Op(EngineOp::RestartBwe { key, estimate }));
+            return;
+        }
+        self.with_rtc(now, key, |m| m.restart_bwe(now, estimate, out));
+    }
+
     /// A consumer's stream forgets the packets it has queued and could resend (it
     /// changed layers). In order with the packets written after it, on a remote engine too.
     pub fn forget_queued(&mut self, now: Instant, key: TransportKey, mid: &str, out: &mut Outbox) {
@@ -702,6 +712,8 @@ impl MediaHost {
             EngineOp::SetBitrate { .. } => {}
             EngineOp::ForgetQueued { key, mid } if !self.is_remote(key) => self.forget_queued(now, key, &mid, out),
             EngineOp::ForgetQueued { .. } => {}
+            EngineOp::RestartBwe { key, estimate } if !self.is_remote(key) => self.restart_bwe(now, key, estimate, out),
+            EngineOp::RestartBwe { .. } => {}
             EngineOp::Snapshot { key } => {
                 let (Some(st), Some(e)) = (self.stats(key), self.engines.get(&key)) else { return };
                 if key.home_worker() != self.worker {

@@ -97,6 +97,9 @@ pub struct TransportStats {
     pub bytes_sent: u64,
     pub rtt_ms: Option<f64>,
     pub available_outgoing_bitrate: Option<u64>,
+    /// Receive transports with bandwidth estimation: how long the oldest packet waiting
+    /// in the engine's pacer had waited (ms), sampled every adaptation pass.
+    pub send_queue_ms: Option<u64>,
     /// (local, remote, protocol) of the selected ICE pair.
     pub selected_tuple: Option<(SocketAddr, SocketAddr, Proto)>,
     pub ice_state: &'static str,

@@ -332,6 +332,7 @@ impl PlainTransport {
             bytes_sent: self.bytes_tx,
             rtt_ms: None,
             available_outgoing_bitrate: None,
+            send_queue_ms: None,
             selected_tuple: self.remote.map(|r| (self.local, r.rtp, Proto::Udp)),
             ice_state: "completed",
             dtls_state: "new",

@@ -77,6 +77,7 @@ pub enum EngineOp {
     /// What the engine's bandwidth estimator keeps up and probes for (bits per second).
     SetBitrate { key: TransportKey, minimum: u64, desired: u64 },
     ForgetQueued { key: TransportKey, mid: String },
+    RestartBwe { key: TransportKey, estimate: u64 },
     /// Every engine of a room (worker `home`, slot `slot`) that failed.
     CloseOwner { home: usize, slot: RoomSlot },
 }

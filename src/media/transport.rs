@@ -85,6 +85,11 @@ pub struct TransportMedia {
     bytes_tx: u64,
     rtt_ms: Option<f64>,
     bwe_bps: Option<u64>,
+    /// The consumers' outgoing SSRCs (receive transports).
+    tx_ssrcs: Vec<u32>,
+    /// How long the oldest packet waiting in the pacer had waited, at the last look
+    /// (every adaptation pass, `set_bitrate`).
+    send_queue_ms: Option<u64>,
     dead: Option<String>,
     closed: bool,
     /// Events of control-plane calls, handed out by the next `receive`/`handle_timeout`.
@@ -129,6 +134,8 @@ impl TransportMedia {
             bytes_tx: 0,
             rtt_ms: None,
             bwe_bps: None,
+            tx_ssrcs: Vec::new(),
+            send_queue_ms: None,
             dead: None,
             closed: false,
             pending_events: Vec::new(),
@@ -429,10 +436,13 @@ impl TransportMedia {
             tx.set_rtx_cache(1024, RTX_CACHE_AGE, Some(RTX_RATIO_CAP));
             Ok(())
         });
+        self.tx_ssrcs.retain(|s| *s != ssrc);
+        self.tx_ssrcs.push(ssrc);
     }
 
     pub fn remove_consumer(&mut self, now: Instant, mid: &str, ssrc: u32, out: &mut Outbox) {
         let mid: Mid = mid.into();
+        self.tx_ssrcs.retain(|s| *s != ssrc);
         self.with_rtc(now, out, |rtc| {
             rtc.direct_api().remove_stream_tx(Ssrc::from(ssrc));
             rtc.direct_api().remove_media(mid);
@@ -466,8 +476,30 @@ impl TransportMedia {
         if self.dir != Direction::Recv || self.env.bwe_initial.is_none() {
             return;
         }
+        let ssrcs = self.tx_ssrcs.clone();
+        let mut oldest: Option<Instant> = None;
         self.with_rtc(now, out, |rtc| {
             rtc.bwe().set_bitrate(Bitrate::bps(minimum), Bitrate::bps(desired));
+            let mut api = rtc.direct_api();
+            for s in &ssrcs {
+                let first = api.stream_tx(&Ssrc::from(*s)).and_then(|tx| tx.queue_info()).and_then(|q| q.first_unsent());
+                if let Some(f) = first {
+                    oldest = Some(oldest.map_or(f, |o| o.min(f)));
+                }
+            }
+            Ok(())
+        });
+        self.send_queue_ms = Some(oldest.map_or(0, |o| now.saturating_duration_since(o).as_millis() as u64));
+    }
+
+    /// Restart the estimator from `estimate` (bit/s): its state is discarded and it
+    /// probes as at start-up (`room/adapt.rs`, `STUCK_AFTER`).
+    pub fn restart_bwe(&mut self, now: Instant, estimate: u64, out: &mut Outbox) {
+        if self.dir != Direction::Recv || self.env.bwe_initial.is_none() {
+            return;
+        }
+        self.with_rtc(now, out, |rtc| {
+            rtc.bwe().reset(Bitrate::bps(estimate));
             Ok(())
         });
     }
@@ -736,6 +768,7 @@ impl TransportMedia {
             bytes_sent: self.bytes_tx,
             rtt_ms: self.rtt_ms,
             available_outgoing_bitrate: self.bwe_bps,
+            send_queue_ms: self.send_queue_ms,
             selected_tuple: self.selected.or(self.remote_addrs.last().copied()).map(|(proto, r)| {
                 let local = match proto {
                     Proto::Tcp => self.env.tcp_addr.unwrap_or(self.env.ice_addr),

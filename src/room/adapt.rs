@@ -34,6 +34,19 @@ const LOSS_STEP: Duration = Duration::from_secs(1);
 const LOSS_DOWN: f32 = 0.10;
 const LOSS_UP: f32 = 0.02;
 const MIN_ESTIMATE: u64 = 30_000;
+/// While its consumers would like more than its estimate, a transport's estimator is
+/// asked this often to probe for it: str0m probes when the wanted rate rises above the
+/// estimate, and an application-limited link (a consumer held on a low layer sends far
+/// below its estimate) otherwise shows little more than it carries — an estimate would
+/// stay where a limit left it after the limit is gone, and a consumer on the best layer
+/// would be moved down by the layer's next burst.
+const PROBE_INTERVAL: Duration = Duration::from_secs(3);
+/// An estimate that has not moved by 1 % for this long while a consumer gets less than
+/// it would like is stuck: after losses on an application-limited link, str0m's
+/// estimator stays loss-limited at 1.5x what is sent and refuses to probe (seen here: an
+/// estimate fixed at 277 kbit/s for 20 s after a 400 kbit/s limit was lifted). The
+/// estimator is restarted from that estimate, and its start-up probes find the link.
+const STUCK_AFTER: Duration = Duration::from_secs(8);
 
 /// Where a link estimate comes from (a transport-cc estimate wins once seen).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +65,11 @@ pub struct Link {
     /// The worst receiver-report loss since the last loss step, and when that was.
     loss: f32,
     loss_at: Instant,
+    /// When the estimator may next be asked to probe for more (see `PROBE_INTERVAL`).
+    probe_at: Instant,
+    /// Since when the estimate has stayed within 1 % of `steady` (see `STUCK_AFTER`).
+    steady: u64,
+    steady_since: Instant,
 }
 
 impl Room {
@@ -79,10 +97,14 @@ impl Room {
             BweSource::Remb => Source::Remb,
         };
         let first = t.link.is_none();
-        let l = t.link.get_or_insert(Link { estimate, source, loss: 0.0, loss_at: cx.now });
+        let l = t.link.get_or_insert(Link { estimate, source, loss: 0.0, loss_at: cx.now, probe_at: cx.now, steady: estimate, steady_since: cx.now });
         if source == Source::Twcc || l.source != Source::Twcc {
             l.estimate = estimate;
             l.source = source;
+            if estimate.abs_diff(l.steady) * 100 > l.steady {
+                l.steady = estimate;
+                l.steady_since = cx.now;
+            }
         }
         if first {
             self.adapt_soon(cx.now, tk);
@@ -124,7 +146,7 @@ impl Room {
                 Some(l.clone())
             }
             None if connected => {
-                t.link = Some(Link { estimate: initial, source: Source::Loss, loss: 0.0, loss_at: now });
+                t.link = Some(Link { estimate: initial, source: Source::Loss, loss: 0.0, loss_at: now, probe_at: now, steady: initial, steady_since: now });
                 None
             }
             None => None,
@@ -229,8 +251,27 @@ impl Room {
             }
         }
         // Keep the media flowing; probe for what every consumer would like.
-        let desired = audio + demands.iter().sum::<u64>();
-        cx.media.set_bitrate(now, tk, current, desired.max(current), cx.out);
+        let mut desired = (audio + demands.iter().sum::<u64>()).max(current);
+        let short = video.iter().any(|(cid, ranked, cap, _)| {
+            self.consumers.get(cid).is_some_and(|c| {
+                c.choice.stopped || c.choice.target.is_some_and(|l| ranked.iter().position(|r| r.0 == l) < Some(*cap))
+            })
+        });
+        if let Some(l) = self.transports.get_mut(&tk).and_then(|t| t.link.as_mut()) {
+            if short && l.source == Source::Twcc && now.saturating_duration_since(l.steady_since) >= STUCK_AFTER {
+                l.steady_since = now;
+                let (id, e) = (self.id.clone(), l.estimate);
+                cx.out.log(LogLevel::Debug, module_path!(), || format!("room {id}: transport {}: estimate stuck at {e} bit/s: estimator restarted", tk.0));
+                cx.media.restart_bwe(now, tk, e, cx.out);
+            }
+            if desired > l.estimate && now >= l.probe_at {
+                // A rise of the wanted rate is what makes str0m probe: the next pass
+                // brings it back down (the baseline of the next rise).
+                desired += 1;
+                l.probe_at = now + PROBE_INTERVAL;
+            }
+        }
+        cx.media.set_bitrate(now, tk, current, desired, cx.out);
     }
 
     /// Ask a single-layer video producer to send no more than its slowest consumer's
@@ -469,11 +510,11 @@ mod tests {
         assert_eq!(s.consumer().choice.target, Some(0), "the best layer fits 3 Mbit/s");
         s.media(500, &[0, 1, 2], &[0]);
         assert_eq!(s.consumer().fwd.layer, Some(0));
-        // The link drops to 600 kbit/s: down at once to the medium-rate layer, which is
-        // asked for a keyframe and forwarded from it.
+        // The link drops to 700 kbit/s: down at once to the medium-rate layer (it fits with
+        // the margin), which is asked for a keyframe and forwarded from it.
         s.changes();
         let t = s.now;
-        s.estimate(600_000);
+        s.estimate(700_000);
         s.media(600, &[0, 1, 2], &[]);
         assert_eq!(s.consumer().choice.target, Some(2));
         assert!(s.keyframe_requested_since(t), "a keyframe of the target is asked for");

@@ -189,7 +189,11 @@ impl LayerChoice {
             (false, Some(_), None) => Some(best_fit.map_or(Change::Stop, Change::Switch)),
             (false, Some(t), Some(rank)) => {
                 if !fits(allowed[rank].1) {
-                    Some(best_fit.map_or(Change::Stop, Change::Switch))
+                    // Down from a layer the link no longer carries: its estimate is
+                    // falling, so to a layer that fits with the margin where one does
+                    // (a layer that only just fits would be left again a second later,
+                    // the link overloaded meanwhile).
+                    Some(best_up.or(best_fit).map_or(Change::Stop, Change::Switch))
                 } else {
                     let better = best_up.filter(|l| rank_of(*l).is_some_and(|r| r > rank));
                     self.hold(now, better).filter(|l| *l != t).map(Change::Switch)
@@ -273,6 +277,22 @@ mod tests {
         // A layer seen for less than MIN_MEASURED is not offered yet.
         m.packet(4, 1000, later);
         assert!(!m.active(4, ms(t0, 5200)));
+    }
+
+    #[test]
+    fn down_from_a_layer_that_no_longer_fits_goes_where_the_margin_fits() {
+        let t0 = Instant::now();
+        let ranked = [(1, 150_000), (2, 480_000), (0, 1_400_000)];
+        let mut c = LayerChoice::default();
+        assert_eq!(c.decide(t0, &ranked, 2, 3_000_000), Some(Change::Switch(0)));
+        // 500k carries the medium layer, but not with the margin: the low one.
+        assert_eq!(c.decide(ms(t0, 500), &ranked, 2, 500_000), Some(Change::Switch(1)));
+        let mut c = LayerChoice::default();
+        c.decide(t0, &ranked, 2, 3_000_000);
+        // 560k carries it with the margin.
+        assert_eq!(c.decide(ms(t0, 500), &ranked, 2, 560_000), Some(Change::Switch(2)));
+        // Only the lowest, without the margin: still the lowest (not a stop).
+        assert_eq!(c.decide(ms(t0, 1000), &ranked, 2, 160_000), Some(Change::Switch(1)));
     }
 
     #[test]

@@ -94,6 +94,7 @@ impl Room {
             "iceSelectedTuple": tuple,
             "iceConnectionState": m.ice_state, "dtlsState": m.dtls_state,
             "availableOutgoingBitrate": m.available_outgoing_bitrate,
+            "sendQueueDelay": m.send_queue_ms,
             "rtt": m.rtt_ms,
         }]});
         let peer = t.peer.clone();

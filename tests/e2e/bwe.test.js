@@ -347,6 +347,7 @@ function describeSecond(sample, prev, encodings) {
     t: round(sample.t), phase: sample.phase, alice,
     aliceEstimateKbps: sample.alice && sample.alice.availableOutgoingBitrate ? round(sample.alice.availableOutgoingBitrate / 1000, 0) : null,
     sfuEstimateToBobKbps: sample.sfuEstimate === null || sample.sfuEstimate === undefined ? null : round(sample.sfuEstimate / 1000, 0),
+    sfuSendQueueMs: sample.sfuQueueMs === undefined ? null : sample.sfuQueueMs, // the SFU's pacer toward bob
     bob: who('bob'), carol: sample.carol ? who('carol') : null,
   };
 }
@@ -469,6 +470,13 @@ async function measure(run) {
       }
       return null;
     };
+    const latestQueueDelay = () => {
+      for (let i = h.control.notifications.length - 1; i >= 0; i--) {
+        const n = h.control.notifications[i];
+        if (n.message.method === 'transportStats' && n.message.id === bobRecvId) return n.message.stats[0].sendQueueDelay;
+      }
+      return null;
+    };
     const sample = async () => {
       const [a, ...rs] = await Promise.all([outboundStreams(alice), ...receivers.map((n) => inboundFrom(byName[n], 'alice'))]);
       const s = { t: now(), wall: Date.now(), phase, alice: a };
@@ -488,6 +496,7 @@ async function measure(run) {
       Object.assign(sfuProfile, latest);
       s.sfuProfile = { ...sfuProfile };
       s.sfuEstimate = latestEstimate();
+      s.sfuQueueMs = latestQueueDelay();
       for (const peer of peers) {
         const { state, error } = await demoState(peer);
         if (state !== 'joined') throw new Error(`${peer.name} page state "${state}" (${error})`);

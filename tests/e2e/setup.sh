@@ -24,6 +24,8 @@ if [ ! -f "$stamp" ] || [ tests/e2e/package.json -nt "$stamp" ]; then
     touch "$stamp"
 fi
 
+# The Node binding, rebuilt (and the library restaged into it) when the library changed.
+bash bindings/node/setup.sh
 bash examples/node/setup.sh
 bash examples/web/setup.sh
 # The Python host runs in the venv of the Python binding (websockets; it finds the
