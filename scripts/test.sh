@@ -19,10 +19,13 @@ fi
 echo "== Rust tests (unit, integration, C programs) =="
 cargo test --release
 
+echo "(${SECONDS} s so far)"
 for suite in bindings/python/test.sh bindings/node/test.sh tests/install/run.sh tests/e2e/run.sh bench/smoke.sh; do
     if [ -f "$suite" ]; then
         echo "== $suite =="
+        start=$SECONDS
         bash "$suite"
+        echo "($suite: $((SECONDS - start)) s)"
     fi
 done
-echo "== all test suites passed =="
+echo "== all test suites passed in ${SECONDS} s =="

@@ -534,6 +534,36 @@ mod tests {
     }
 
     #[test]
+    fn a_consumer_short_of_its_best_layer_gets_probes_and_a_stuck_estimate_a_restart() {
+        let mut s = Sim::new(3);
+        s.estimate(1_000_000);
+        s.media(1500, &[0, 1, 2], &[0, 1, 2]);
+        let link = |s: &Sim| s.room.transports[&s.bob_recv].link.clone().unwrap();
+        assert_ne!(s.consumer().choice.target, Some(0), "the best layer (1.4 Mbit/s) does not fit 1 Mbit/s");
+        // Probes every PROBE_INTERVAL: the next one is planned after each.
+        let p1 = link(&s).probe_at;
+        s.media(3100, &[0, 1, 2], &[]);
+        let p2 = link(&s).probe_at;
+        assert!(p2 > p1 && p2 <= s.now + PROBE_INTERVAL, "a probe was asked for within the interval");
+        // The estimate has not moved since it came: 8 s after, the estimator is restarted
+        // (its steadiness is counted again from then), and not again before 8 more.
+        let since = link(&s).steady_since;
+        s.media(3500, &[0, 1, 2], &[]);
+        let restarted = link(&s).steady_since;
+        assert!(restarted > since, "restarted once stuck for {STUCK_AFTER:?}");
+        s.media(4000, &[0, 1, 2], &[]);
+        assert_eq!(link(&s).steady_since, restarted, "not again within {STUCK_AFTER:?}");
+        // An estimate that moves is not stuck.
+        let before = link(&s).steady_since;
+        for k in 0..10 {
+            s.estimate(1_000_000 + (k % 2) * 50_000);
+            s.media(1000, &[0, 1, 2], &[]);
+        }
+        assert!(link(&s).steady_since > before + Duration::from_secs(8), "moving estimates keep it fresh");
+        assert!(s.now.saturating_duration_since(link(&s).steady_since) < STUCK_AFTER);
+    }
+
+    #[test]
     fn nothing_fits_stops_the_video_and_it_restarts_with_a_keyframe() {
         let mut s = Sim::new(3);
         s.estimate(3_000_000);
