@@ -79,6 +79,9 @@ pub enum MediaEvent {
     /// What the link toward a receive transport's browser carries, in bits per second
     /// (docs/ARCHITECTURE.md, "Bandwidth adaptation").
     Bwe { estimate: u64, source: BweSource },
+    /// What a consumer's video stream had waited too long in the pacer was dropped
+    /// (`transport::PACER_QUEUE_LIMIT`): its source should send a keyframe.
+    QueueDropped { mid: String },
 }
 
 /// Where an estimate comes from.

@@ -36,6 +36,11 @@ use crate::protocol::request::Direction;
 
 /// How long a consumer's sent packets stay available for NACK-triggered resends.
 pub const RTX_CACHE_AGE: Duration = Duration::from_secs(1);
+/// A consumer's video that has waited this long in the pacer (the estimate fell below
+/// what is forwarded, as while a single-layer producer comes down after a REMB) is
+/// dropped at the next adaptation pass and a keyframe asked for: str0m would otherwise
+/// hold up to 2 s, and a receiver keeps that delay in its jitter buffer for seconds.
+pub const PACER_QUEUE_LIMIT: Duration = Duration::from_millis(400);
 /// Resends to a consumer stop (queued ones are dropped) while resent bytes exceed this
 /// share of everything sent on the stream in the last second: 0.5 lets resends match the
 /// media itself, which covers a link losing a quarter of its packets with every late
@@ -85,8 +90,8 @@ pub struct TransportMedia {
     bytes_tx: u64,
     rtt_ms: Option<f64>,
     bwe_bps: Option<u64>,
-    /// The consumers' outgoing SSRCs (receive transports).
-    tx_ssrcs: Vec<u32>,
+    /// The consumers' outgoing streams (receive transports): SSRC, mid, video or not.
+    tx_streams: Vec<(u32, String, bool)>,
     /// How long the oldest packet waiting in the pacer had waited, at the last look
     /// (every adaptation pass, `set_bitrate`).
     send_queue_ms: Option<u64>,
@@ -134,7 +139,7 @@ impl TransportMedia {
             bytes_tx: 0,
             rtt_ms: None,
             bwe_bps: None,
-            tx_ssrcs: Vec::new(),
+            tx_streams: Vec::new(),
             send_queue_ms: None,
             dead: None,
             closed: false,
@@ -436,13 +441,13 @@ impl TransportMedia {
             tx.set_rtx_cache(1024, RTX_CACHE_AGE, Some(RTX_RATIO_CAP));
             Ok(())
         });
-        self.tx_ssrcs.retain(|s| *s != ssrc);
-        self.tx_ssrcs.push(ssrc);
+        self.tx_streams.retain(|s| s.0 != ssrc);
+        self.tx_streams.push((ssrc, mid.to_string(), kind == Kind::Video));
     }
 
     pub fn remove_consumer(&mut self, now: Instant, mid: &str, ssrc: u32, out: &mut Outbox) {
         let mid: Mid = mid.into();
-        self.tx_ssrcs.retain(|s| *s != ssrc);
+        self.tx_streams.retain(|s| s.0 != ssrc);
         self.with_rtc(now, out, |rtc| {
             rtc.direct_api().remove_stream_tx(Ssrc::from(ssrc));
             rtc.direct_api().remove_media(mid);
@@ -476,20 +481,37 @@ impl TransportMedia {
         if self.dir != Direction::Recv || self.env.bwe_initial.is_none() {
             return;
         }
-        let ssrcs = self.tx_ssrcs.clone();
-        let mut oldest: Option<Instant> = None;
+        let streams = std::mem::take(&mut self.tx_streams);
+        // The longest wait in the pacer, as of each stream's last pacer sample (a sample
+        // older than a second is not trusted: the stream may have been idle since).
+        let mut oldest: Option<Duration> = None;
+        let mut late: Vec<String> = Vec::new();
         self.with_rtc(now, out, |rtc| {
             rtc.bwe().set_bitrate(Bitrate::bps(minimum), Bitrate::bps(desired));
             let mut api = rtc.direct_api();
-            for s in &ssrcs {
-                let first = api.stream_tx(&Ssrc::from(*s)).and_then(|tx| tx.queue_info()).and_then(|q| q.first_unsent());
-                if let Some(f) = first {
-                    oldest = Some(oldest.map_or(f, |o| o.min(f)));
+            for (ssrc, mid, video) in &streams {
+                let waited = api
+                    .stream_tx(&Ssrc::from(*ssrc))
+                    .and_then(|tx| tx.queue_info())
+                    .filter(|q| now.saturating_duration_since(q.created_at()) < Duration::from_secs(1))
+                    .and_then(|q| q.first_unsent().map(|f| q.created_at().saturating_duration_since(f)));
+                if let Some(w) = waited {
+                    oldest = Some(oldest.map_or(w, |o| o.max(w)));
+                    if *video && w > PACER_QUEUE_LIMIT {
+                        late.push(mid.clone());
+                    }
                 }
             }
             Ok(())
         });
-        self.send_queue_ms = Some(oldest.map_or(0, |o| now.saturating_duration_since(o).as_millis() as u64));
+        self.tx_streams = streams;
+        self.send_queue_ms = Some(oldest.map_or(0, |w| w.as_millis() as u64));
+        // Video that waited this long is late for its receiver: drop it and ask its source
+        // for a keyframe, rather than add the wait to the receiver's delay for good.
+        for mid in late {
+            self.forget_queued(now, &mid, out);
+            self.keep_events(vec![MediaEvent::QueueDropped { mid }]);
+        }
     }
 
     /// Restart the estimator from `estimate` (bit/s): its state is discarded and it

@@ -72,6 +72,13 @@ impl Room {
                 }
             }
             MediaEvent::Bwe { estimate, source } => self.on_estimate(cx, tkey, estimate, source),
+            MediaEvent::QueueDropped { mid } => {
+                let Some(c) = consumer_id_of_mid(&mid).and_then(|id| self.consumers.get(&id)) else {
+                    return;
+                };
+                let pk = c.producer;
+                self.request_keyframe_upstream(cx, pk, false);
+            }
         }
     }
 

@@ -34,7 +34,7 @@
 //                   full size at those bitrates (mediasoup-client 2.x's Chrome handlers
 //                   ignore the bitrates); the test does not rely on it: it measures each
 //                   SSRC's bitrate and ranks the layers by it, not by position or profile.
-//   simulcast 300   (not run by default) the same at 300 kbit/s.
+//   simulcast 300   the same at 300 kbit/s.
 //   simulcast-raw N (not run by default) the same with what an unmodified mediasoup-client
 //                   2.x app sends from Chromium: three streams all at 1280x720, at about
 //                   3.9, 0.7 and 0.7 Mbit/s (low, medium, high), out of layer order. No
@@ -107,9 +107,7 @@ const LAYERS_TIMEOUT_MS = 20_000;
 const BEST_TIMEOUT_MS = 20_000; // simulcast: receivers on the best layer of a clean link
 const RAMP_TIMEOUT_MS = 20_000; // single: alice's target above 1.5 x the limit on the clean link
 
-// 300 kbit/s is not run by default (it passed 2 of 2 runs when last measured: README,
-// "Bandwidth adaptation"), to keep the suite short: SFU_E2E_BWE_RUNS="simulcast 300".
-const DEFAULT_RUNS = 'simulcast 400,single 400';
+const DEFAULT_RUNS = 'simulcast 400,simulcast 300,single 400';
 const RUNS = (process.env.SFU_E2E_BWE_RUNS || DEFAULT_RUNS)
   .split(',')
   .map((s) => s.trim())

@@ -10,7 +10,7 @@
 #   impaired.test.js:     two Chromium pages with loss, delay and jitter on a leg, through
 #                         the impairment proxy target/release/sfu-netem;
 #   bwe.test.js:          bandwidth adaptation: a simulcast (and a single-layer) Chromium
-#                         sender, one receiver behind a 400 kbit/s link (sfu-netem).
+#                         sender, one receiver behind a 400 / 300 kbit/s link (sfu-netem).
 # Needs target/release/libsfu.so and the Node binding (bindings/node/setup.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
