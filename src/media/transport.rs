@@ -475,10 +475,15 @@ impl TransportMedia {
         });
     }
 
+    /// Whether this engine runs a bandwidth estimator (a receive transport, BWE on).
+    fn estimates(&self) -> bool {
+        self.dir == Direction::Recv && self.env.bwe_initial.is_some()
+    }
+
     /// What the estimator should keep sending (`minimum`, padding fills the gap) and
     /// probe for (`desired`), in bits per second (receive transports with BWE only).
     pub fn set_bitrate(&mut self, now: Instant, minimum: u64, desired: u64, out: &mut Outbox) {
-        if self.dir != Direction::Recv || self.env.bwe_initial.is_none() {
+        if !self.estimates() {
             return;
         }
         let streams = std::mem::take(&mut self.tx_streams);
@@ -517,7 +522,7 @@ impl TransportMedia {
     /// Restart the estimator from `estimate` (bit/s): its state is discarded and it
     /// probes as at start-up (`room/adapt.rs`, `STUCK_AFTER`).
     pub fn restart_bwe(&mut self, now: Instant, estimate: u64, out: &mut Outbox) {
-        if self.dir != Direction::Recv || self.env.bwe_initial.is_none() {
+        if !self.estimates() {
             return;
         }
         self.with_rtc(now, out, |rtc| {

@@ -72,6 +72,12 @@ pub struct Link {
     steady_since: Instant,
 }
 
+impl Link {
+    fn new(estimate: u64, source: Source, now: Instant) -> Link {
+        Link { estimate, source, loss: 0.0, loss_at: now, probe_at: now, steady: estimate, steady_since: now }
+    }
+}
+
 impl Room {
     fn adapting(&self) -> bool {
         self.settings.adapt.enable_bwe
@@ -97,7 +103,7 @@ impl Room {
             BweSource::Remb => Source::Remb,
         };
         let first = t.link.is_none();
-        let l = t.link.get_or_insert(Link { estimate, source, loss: 0.0, loss_at: cx.now, probe_at: cx.now, steady: estimate, steady_since: cx.now });
+        let l = t.link.get_or_insert(Link::new(estimate, source, cx.now));
         if source == Source::Twcc || l.source != Source::Twcc {
             l.estimate = estimate;
             l.source = source;
@@ -146,7 +152,7 @@ impl Room {
                 Some(l.clone())
             }
             None if connected => {
-                t.link = Some(Link { estimate: initial, source: Source::Loss, loss: 0.0, loss_at: now, probe_at: now, steady: initial, steady_since: now });
+                t.link = Some(Link::new(initial, Source::Loss, now));
                 None
             }
             None => None,
@@ -194,11 +200,14 @@ impl Room {
         let budget = ((link.estimate as f64 * HEADROOM) as u64).saturating_sub(audio);
         let shares = layers::shares(budget, &demands);
         let mut current = audio;
+        // Whether a consumer gets less than it would like (stopped, or below its cap).
+        let mut short = false;
         for ((cid, ranked, cap, _), share) in video.iter().zip(&shares) {
             let Some(c) = self.consumers.get_mut(cid) else { continue };
             c.share = Some(*share);
             let was_stopped = c.choice.stopped;
             let change = c.choice.decide(now, ranked, *cap, *share);
+            short |= c.choice.stopped || c.choice.target.is_some_and(|l| ranked.iter().position(|r| r.0 == l) < Some(*cap));
             if let Some(l) = c.choice.target {
                 current += ranked.iter().find(|r| r.0 == l).map_or(0, |r| r.1);
             } else if c.choice.stopped {
@@ -252,11 +261,6 @@ impl Room {
         }
         // Keep the media flowing; probe for what every consumer would like.
         let mut desired = (audio + demands.iter().sum::<u64>()).max(current);
-        let short = video.iter().any(|(cid, ranked, cap, _)| {
-            self.consumers.get(cid).is_some_and(|c| {
-                c.choice.stopped || c.choice.target.is_some_and(|l| ranked.iter().position(|r| r.0 == l) < Some(*cap))
-            })
-        });
         if let Some(l) = self.transports.get_mut(&tk).and_then(|t| t.link.as_mut()) {
             if short && l.source == Source::Twcc && now.saturating_duration_since(l.steady_since) >= STUCK_AFTER {
                 l.steady_since = now;
