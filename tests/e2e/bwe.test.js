@@ -459,17 +459,11 @@ async function measure(run) {
     const sfuProfile = {}; // receiver -> profile per the SFU (initial: the page's, from enableConsumer)
     const profileNotes = () =>
       h.control.notifications.filter((n) => n.message.method === 'consumerEffectiveProfileChanged');
-    const latestEstimate = () => {
+    // The newest transportStats of bob's receive transport (the SFU's estimate and pacer).
+    const latestBobStats = () => {
       for (let i = h.control.notifications.length - 1; i >= 0; i--) {
         const n = h.control.notifications[i];
-        if (n.message.method === 'transportStats' && n.message.id === bobRecvId) return n.message.stats[0].availableOutgoingBitrate;
-      }
-      return null;
-    };
-    const latestQueueDelay = () => {
-      for (let i = h.control.notifications.length - 1; i >= 0; i--) {
-        const n = h.control.notifications[i];
-        if (n.message.method === 'transportStats' && n.message.id === bobRecvId) return n.message.stats[0].sendQueueDelay;
+        if (n.message.method === 'transportStats' && n.message.id === bobRecvId) return n.message.stats[0];
       }
       return null;
     };
@@ -491,8 +485,9 @@ async function measure(run) {
       }
       Object.assign(sfuProfile, latest);
       s.sfuProfile = { ...sfuProfile };
-      s.sfuEstimate = latestEstimate();
-      s.sfuQueueMs = latestQueueDelay();
+      const bobStats = latestBobStats();
+      s.sfuEstimate = bobStats ? bobStats.availableOutgoingBitrate : null;
+      s.sfuQueueMs = bobStats ? bobStats.sendQueueDelay : null;
       for (const peer of peers) {
         const { state, error } = await demoState(peer);
         if (state !== 'joined') throw new Error(`${peer.name} page state "${state}" (${error})`);
